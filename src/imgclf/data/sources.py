@@ -1,0 +1,223 @@
+"""Where labelled images come from: a class-per-folder tree or a CSV manifest.
+
+Accepted layouts:
+
+* ``ROOT/<class>/<image>`` — no splits;
+* ``ROOT/<split>/<class>/<image>`` with split folders named ``train``, ``val``/``validation``/
+  ``valid`` or ``test`` (any case);
+* a CSV manifest with columns ``path,label[,split]``; relative paths are relative to the CSV's
+  folder, like Keras' ``flow_from_dataframe`` with a ``directory``.
+
+Files below a class folder are found recursively; hidden files and folders are skipped. Whether
+a file really is an image is decided later by content (``imgclf.data.inspection``), never by its
+extension.
+
+Example:
+
+>>> dataset = load_dataset("data/flowers")
+>>> dataset.classes, dataset.split_names
+(['daisy', 'dandelion', 'roses', 'sunflowers', 'tulips'], ['train', 'val'])
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from imgclf.errors import DatasetError
+
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
+SPLIT_ORDER = ("train", "val", "test")
+MANIFEST_COLUMNS = ("path", "label", "split")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One labelled file. ``split`` is ``train``, ``val``, ``test`` or None (not yet split)."""
+
+    path: Path
+    label: str
+    split: str | None = None
+
+
+@dataclass
+class Dataset:
+    """A list of labelled files and where they came from."""
+
+    root: Path
+    kind: str  # "folder" or "csv"
+    samples: list[Sample] = field(default_factory=list)
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted({s.label for s in self.samples})
+
+    @property
+    def split_names(self) -> list[str]:
+        present = {s.split for s in self.samples if s.split is not None}
+        return [name for name in SPLIT_ORDER if name in present]
+
+    @property
+    def has_splits(self) -> bool:
+        return any(s.split is not None for s in self.samples)
+
+    def subset(self, split: str) -> Dataset:
+        """The samples of one split (``val`` also answers to ``validation`` and ``valid``)."""
+        canonical = SPLIT_ALIASES.get(split.lower())
+        if canonical is None:
+            raise DatasetError(f"unknown split {split!r}; use one of train, val, test")
+        chosen = [s for s in self.samples if s.split == canonical]
+        if not chosen:
+            found = ", ".join(self.split_names) or "none"
+            raise DatasetError(f"{self.root} has no {canonical!r} split (splits found: {found})")
+        return Dataset(self.root, self.kind, chosen)
+
+    def with_samples(self, samples: list[Sample]) -> Dataset:
+        return Dataset(self.root, self.kind, samples)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Images per split and class: ``{"train": {"cats": 1000, ...}, ...}``; ``all`` if unsplit."""
+        table: dict[str, Counter[str]] = {}
+        for sample in self.samples:
+            table.setdefault(sample.split or "all", Counter())[sample.label] += 1
+        return {split: dict(sorted(counter.items())) for split, counter in table.items()}
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    """Read a folder tree or a CSV manifest; raise DatasetError with a one-line reason if unusable."""
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise DatasetError(f"dataset path does not exist: {root}")
+    if root.is_file():
+        if root.suffix.lower() != ".csv":
+            raise DatasetError(f"{root} is a file but not a .csv manifest")
+        dataset = _load_manifest(root)
+    else:
+        dataset = _load_folder(root)
+    if not dataset.samples:
+        raise DatasetError(f"no files found in {root}")
+    return dataset
+
+
+def _visible(path: Path) -> bool:
+    return not path.name.startswith(".")
+
+
+def _files_under(folder: Path) -> list[Path]:
+    found = []
+    for item in sorted(folder.rglob("*")):
+        relative = item.relative_to(folder)
+        if item.is_file() and all(_visible(Path(part)) for part in relative.parts):
+            found.append(item.resolve())
+    return found
+
+
+def _class_folders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and _visible(p))
+
+
+def _load_folder(root: Path) -> Dataset:
+    subfolders = _class_folders(root)
+    if not subfolders:
+        raise DatasetError(f"{root} has no class folders (expected ROOT/<class>/<image files>)")
+    split_folders = [p for p in subfolders if p.name.lower() in SPLIT_ALIASES]
+    samples: list[Sample] = []
+    if split_folders:
+        seen_splits: dict[str, Path] = {}
+        for split_folder in split_folders:
+            split = SPLIT_ALIASES[split_folder.name.lower()]
+            if split in seen_splits:
+                raise DatasetError(
+                    f"{root} has two folders for the {split!r} split: "
+                    f"{seen_splits[split].name} and {split_folder.name}"
+                )
+            seen_splits[split] = split_folder
+            for class_folder in _class_folders(split_folder):
+                samples += [Sample(f, class_folder.name, split) for f in _files_under(class_folder)]
+    else:
+        for class_folder in subfolders:
+            samples += [Sample(f, class_folder.name, None) for f in _files_under(class_folder)]
+    return Dataset(root.resolve(), "folder", samples)
+
+
+def _load_manifest(csv_path: Path) -> Dataset:
+    base = csv_path.resolve().parent
+    try:
+        with csv_path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            header = [name.strip().lower() for name in (reader.fieldnames or [])]
+            missing = [c for c in ("path", "label") if c not in header]
+            if missing:
+                raise DatasetError(
+                    f"manifest {csv_path} is missing column(s): {', '.join(missing)} "
+                    "(expected path,label[,split])"
+                )
+            rows = [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"manifest {csv_path} is not UTF-8 text: {exc.reason}") from None
+    except csv.Error as exc:
+        raise DatasetError(f"manifest {csv_path} is not valid CSV: {exc}") from None
+
+    samples: list[Sample] = []
+    absent: list[str] = []
+    for line_number, row in enumerate(rows, start=2):
+        if not row.get("path") or not row.get("label"):
+            raise DatasetError(f"manifest {csv_path} line {line_number}: empty path or label")
+        file_path = Path(row["path"]).expanduser()
+        file_path = (file_path if file_path.is_absolute() else base / file_path).resolve()
+        if not file_path.is_file():
+            absent.append(row["path"])
+            continue
+        split_value = row.get("split") or None
+        split = None
+        if split_value is not None:
+            split = SPLIT_ALIASES.get(split_value.lower())
+            if split is None:
+                raise DatasetError(
+                    f"manifest {csv_path} line {line_number}: unknown split {split_value!r} "
+                    "(use train, val or test)"
+                )
+        samples.append(Sample(file_path, row["label"], split))
+    if absent:
+        raise DatasetError(
+            f"manifest {csv_path} lists {len(absent)} missing file(s), first: {absent[0]}"
+        )
+    return Dataset(base, "csv", samples)
+
+
+def write_manifest(samples: list[Sample], csv_path: str | Path, relative_to: Path | None = None) -> Path:
+    """Write samples as a ``path,label,split`` CSV that ``load_dataset`` reads back.
+
+    Paths are written relative to the CSV's folder when ``relative_to`` is None and the file
+    lies below it, otherwise absolute.
+    """
+    out = Path(csv_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    base = (relative_to or out.parent).resolve()
+    tmp = out.with_name(out.name + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(MANIFEST_COLUMNS)
+        for sample in samples:
+            try:
+                shown = sample.path.resolve().relative_to(base)
+            except ValueError:
+                shown = sample.path.resolve()
+            writer.writerow([shown.as_posix(), sample.label, sample.split or ""])
+    tmp.replace(out)
+    return out
+
+
+def relabel_split(samples: list[Sample], split_of: dict[Path, str]) -> list[Sample]:
+    """Return samples with their split set from ``split_of`` (keyed by path)."""
+    return [replace(s, split=split_of[s.path]) for s in samples]

@@ -1,0 +1,33 @@
+"""The project's exception types.
+
+Library code raises these; the CLI (and later the HTTP layer) maps them to output: one readable
+line and a non-zero exit on the command line. Anything else escaping is a bug.
+"""
+
+from __future__ import annotations
+
+
+class ImgclfError(Exception):
+    """Base class: a problem the user can act on, described in one line."""
+
+    exit_code = 2
+
+
+class DatasetError(ImgclfError):
+    """The dataset is missing, empty, malformed or unusable for the requested job."""
+
+
+class ImageDecodeError(ImgclfError):
+    """An image file or byte string is not a decodable image."""
+
+
+class ConfigError(ImgclfError):
+    """An option or combination of options is invalid (unknown model, bad image size...)."""
+
+
+class RunDirError(ImgclfError):
+    """A run directory is missing or incomplete (no checkpoint, no config...)."""
+
+
+class ExportError(ImgclfError):
+    """A model could not be exported or an export directory is unusable."""
