@@ -4,7 +4,8 @@ Exact duplicates share a sha256. Near duplicates (re-encoded, resized, lightly e
 found in two stages: a cheap candidate filter on 64-bit difference hashes (Hamming distance ≤
 ``max_hash_distance``), then a confirmation by the Pearson correlation of 32×32 grayscale
 thumbnails (≥ ``min_correlation``). On cats_dogs and flowers, real near-duplicates correlate at
-≥ 0.99 and the most similar distinct photos at ≤ 0.80, so the default of 0.95 separates them.
+≥ 0.99 and the most similar distinct photos at ≤ 0.80; smooth synthetic gradients reach 0.976, so the
+default of 0.98 separates them.
 
 Pairs are merged into groups (a copy of a copy is in the same group), so a split can keep each
 group together.
@@ -21,7 +22,7 @@ import numpy as np
 from imgclf.data.inspection import ImageInfo
 
 DEFAULT_MAX_HASH_DISTANCE = 10
-DEFAULT_MIN_CORRELATION = 0.95
+DEFAULT_MIN_CORRELATION = 0.98
 _CHUNK = 1024
 
 

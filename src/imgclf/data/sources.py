@@ -195,24 +195,23 @@ def _load_manifest(csv_path: Path) -> Dataset:
     return Dataset(base, "csv", samples)
 
 
-def write_manifest(samples: list[Sample], csv_path: str | Path, relative_to: Path | None = None) -> Path:
+def write_manifest(samples: list[Sample], csv_path: str | Path, absolute: bool = False) -> Path:
     """Write samples as a ``path,label,split`` CSV that ``load_dataset`` reads back.
 
-    Paths are written relative to the CSV's folder when ``relative_to`` is None and the file
-    lies below it, otherwise absolute.
+    Paths are written relative to the CSV's folder when the file lies below it (so the folder can
+    be moved as a whole), otherwise, or with ``absolute``, as absolute paths.
     """
     out = Path(csv_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    base = (relative_to or out.parent).resolve()
+    base = out.parent.resolve()
     tmp = out.with_name(out.name + ".tmp")
     with tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(MANIFEST_COLUMNS)
         for sample in samples:
-            try:
-                shown = sample.path.resolve().relative_to(base)
-            except ValueError:
-                shown = sample.path.resolve()
+            shown = sample.path.resolve()
+            if not absolute and shown.is_relative_to(base):
+                shown = shown.relative_to(base)
             writer.writerow([shown.as_posix(), sample.label, sample.split or ""])
     tmp.replace(out)
     return out

@@ -1,0 +1,297 @@
+"""The ``imgclf`` command line. Thin: parse options, call a library function, print.
+
+Errors the user can act on (``imgclf.errors.ImgclfError``) print one line and exit 2; anything
+unexpected prints one line and exits 1. ``--debug`` (anywhere on the line) shows tracebacks.
+Heavy imports (TensorFlow) happen inside commands so ``imgclf --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+app = typer.Typer(
+    name="imgclf",
+    help="From a folder of labelled images to a production image classifier on TensorFlow.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Check and split datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    """imgclf: check data, train, evaluate, export and classify images."""
+
+
+# ---------------------------------------------------------------- data
+
+
+@data_app.command("check")
+def data_check(
+    path: Annotated[Path, typer.Argument(help="Class-per-folder tree (with or without split folders) or CSV manifest.")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the full report as JSON here.")] = None,
+    min_side: Annotated[int, typer.Option(help="Images with a shorter side are reported as tiny.")] = 32,
+) -> None:
+    """Report corrupt files, wrong extensions, duplicates, leakage, imbalance and odd images."""
+    from imgclf.data.checks import check_dataset
+    from imgclf.data.sources import load_dataset
+
+    report = check_dataset(load_dataset(path), min_side=min_side)
+    _print_check(report)
+    if json_out is not None:
+        from imgclf.run_dir import write_json
+
+        write_json(json_out, report.to_dict())
+        console.print(f"JSON report: {json_out}")
+
+
+def _print_check(report) -> None:  # type: ignore[no-untyped-def]
+    counts = Table(title=f"{report.root} ({report.kind})")
+    counts.add_column("class")
+    splits = list(report.counts)
+    for split in splits:
+        counts.add_column(split, justify="right")
+    for name in report.classes:
+        counts.add_row(name, *[str(report.counts[s].get(name, 0)) for s in splits])
+    console.print(counts)
+    console.print(f"imbalance ratio (largest/smallest class): {report.imbalance_ratio}")
+    problems = Table(title="checks")
+    problems.add_column("check")
+    problems.add_column("found", justify="right")
+    problems.add_column("examples")
+    examples = {
+        "unusable": [f"{u['path']} ({u['problem']})" for u in report.unusable],
+        "extension_mismatch": [f"{m['path']} is {m['actual_format']}" for m in report.extension_mismatch],
+        "tiny_images": [f"{t['path']} {t['width']}x{t['height']}" for t in report.tiny_images],
+        "grayscale": report.color_modes.get("grayscale", []),
+        "cmyk": report.color_modes.get("cmyk", []),
+        "alpha": report.color_modes.get("alpha", []),
+        "animated": report.animated,
+    }
+    for kind, key in (("duplicates_within_class", "within_class"), ("conflicting_labels", "across_classes"),
+                      ("leakage", "across_splits")):
+        groups = report.exact_duplicates.get(key, []) + report.near_duplicates.get(key, [])
+        examples[kind] = [" = ".join(f["path"] for f in g["files"]) for g in groups]
+    for check, found in report.summary.items():
+        if check == "files":
+            continue
+        shown = examples.get(check, [])[:2]
+        style = "red" if found else "green"
+        problems.add_row(check, f"[{style}]{found}[/{style}]", "\n".join(shown))
+    console.print(problems)
+
+
+@data_app.command("split")
+def data_split(
+    path: Annotated[Path, typer.Argument(help="Dataset folder or CSV manifest.")],
+    out: Annotated[Path, typer.Option("--out", help="Manifest CSV to write (path,label,split).")],
+    val: Annotated[float, typer.Option("--val", help="Validation fraction.")] = 0.2,
+    test: Annotated[float, typer.Option("--test", help="Test fraction.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same split.")] = 42,
+) -> None:
+    """Deterministic stratified split; near-duplicates stay in the same split. Existing split folders are ignored."""
+    from imgclf.data.prepare import usable_samples
+    from imgclf.data.sources import load_dataset, write_manifest
+    from imgclf.data.splits import assign_splits, split_summary
+
+    dataset = load_dataset(path)
+    samples, infos, skipped = usable_samples(dataset)
+    assigned = assign_splits(samples, infos, val, test, seed)
+    write_manifest(assigned, out)
+    table = Table(title=f"split written to {out}")
+    table.add_column("split")
+    table.add_column("images", justify="right")
+    for split, per_class in split_summary(assigned).items():
+        table.add_row(split, str(sum(per_class.values())))
+    console.print(table)
+    if skipped:
+        console.print(f"{len(skipped)} unusable file(s) left out (see `imgclf data check`)")
+
+
+# ---------------------------------------------------------------- train / evaluate / export
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="Dataset folder or CSV manifest.")],
+    out: Annotated[Path, typer.Option("--out", help="Run directory to create (or resume).")],
+    model: Annotated[str, typer.Option(help="small_cnn, mobilenet_v2, mobilenet, efficientnet_b0 or resnet50.")] = "mobilenet_v2",
+    alpha: Annotated[float | None, typer.Option(help="Width multiplier (MobileNet family).")] = None,
+    weights: Annotated[str, typer.Option(help="imagenet (needs internet), none, or a local no-top weights file.")] = "imagenet",
+    image_size: Annotated[int | None, typer.Option(help="Square input size in pixels (default per model).")] = None,
+    resize: Annotated[str, typer.Option(help="stretch, crop or pad.")] = "stretch",
+    epochs: Annotated[int, typer.Option(help="Epochs (head phase for pretrained backbones).")] = 10,
+    fine_tune_epochs: Annotated[int | None, typer.Option(help="Fine-tuning epochs (default epochs/2; 0 to skip).")] = None,
+    fine_tune_fraction: Annotated[float, typer.Option(help="Top fraction of backbone layers to fine-tune.")] = 0.3,
+    batch_size: Annotated[int, typer.Option(help="Batch size per replica.")] = 32,
+    learning_rate: Annotated[float | None, typer.Option("--lr", help="Learning rate (default 1e-3).")] = None,
+    val_fraction: Annotated[float, typer.Option(help="Validation share when the data has no val split.")] = 0.2,
+    class_weights: Annotated[str, typer.Option(help="auto, balanced or none.")] = "auto",
+    patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs.")] = 4,
+    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Random flips, rotation, zoom, shifts, contrast.")] = True,
+    flip: Annotated[str, typer.Option(help="horizontal, vertical, horizontal_and_vertical or none.")] = "horizontal",
+    rotation: Annotated[float, typer.Option(help="Max rotation, fraction of a full turn.")] = 0.05,
+    zoom: Annotated[float, typer.Option(help="Max zoom, fraction of the size.")] = 0.1,
+    translation: Annotated[float, typer.Option(help="Max shift, fraction of the size.")] = 0.1,
+    contrast: Annotated[float, typer.Option(help="Max contrast change factor.")] = 0.1,
+    mixed_precision: Annotated[bool, typer.Option("--mixed-precision", help="float16 compute, float32 outputs (GPU).")] = False,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Cache decoded images in memory.")] = True,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out.")] = False,
+) -> None:
+    """Train a classifier; every run directory keeps its config, labels, history, curves and best checkpoint."""
+    from pydantic import ValidationError
+
+    from imgclf.config import AugmentationConfig, TrainConfig
+    from imgclf.errors import ConfigError
+    from imgclf.modeling.training import train as train_run
+
+    try:
+        config = TrainConfig(
+            data=str(data), out=str(out), model=model, alpha=alpha, weights=weights,
+            image_size=image_size, resize_mode=resize, epochs=epochs, fine_tune_epochs=fine_tune_epochs,
+            fine_tune_fraction=fine_tune_fraction, batch_size=batch_size, learning_rate=learning_rate,
+            val_fraction=val_fraction, class_weights=class_weights, early_stopping_patience=patience,
+            augmentation=AugmentationConfig(enabled=augment, flip=flip, rotation=rotation, zoom=zoom,
+                                            translation=translation, contrast=contrast),
+            mixed_precision=mixed_precision, cache=cache, seed=seed,
+        )
+    except ValidationError as exc:
+        raise ConfigError(_first_validation_error(exc)) from None
+    train_run(config, resume=resume, report=console.print)
+
+
+def _first_validation_error(exc) -> str:  # type: ignore[no-untyped-def]
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in error["loc"]).replace("_", "-")
+    option = {"model": "model", "resize-mode": "resize", "augmentation.flip": "flip"}.get(where, where)
+    return f"invalid --{option}: {error['msg']} (got {error.get('input')!r})"
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory from `imgclf train`.")],
+    data: Annotated[Path | None, typer.Option(help="Another dataset (folder or CSV) to evaluate on.")] = None,
+    split: Annotated[str | None, typer.Option(help="Split of --data to use (default val, else test).")] = None,
+    target_precision: Annotated[float | None, typer.Option(help="Binary: threshold reaching this precision.")] = None,
+    target_recall: Annotated[float | None, typer.Option(help="Binary: threshold reaching this recall.")] = None,
+) -> None:
+    """Per-class metrics, confusion matrix, ROC/PR, calibration and a decision threshold (binary)."""
+    from imgclf.evaluation.evaluate import evaluate_run
+
+    metrics = evaluate_run(run_dir, str(data) if data else None, split, target_precision, target_recall)
+    table = Table(title=f"evaluation on {metrics['data']} ({metrics['num_examples']} images)")
+    for column in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name, row in metrics["per_class"].items():
+        table.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"]))
+    console.print(table)
+    headline = ", ".join(
+        f"{key} {metrics[key]:.4f}" for key in ("accuracy", "macro_f1", "roc_auc", "log_loss", "expected_calibration_error")
+        if metrics.get(key) is not None
+    )
+    console.print(headline)
+    if "threshold" in metrics:
+        t = metrics["threshold"]
+        console.print(
+            f"threshold for {t['positive_class']}: {t['threshold']:.4f} ({t['objective']}; "
+            f"precision {t['precision']:.3f}, recall {t['recall']:.3f})"
+        )
+    console.print(f"Results: {Path(run_dir) / 'eval'}")
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory from `imgclf train`.")],
+    registry: Annotated[Path, typer.Option(help="Registry directory; the model goes to REGISTRY/NAME/<version>.")],
+    name: Annotated[str | None, typer.Option(help="Model name (default: the run directory's name).")] = None,
+) -> None:
+    """Write a versioned SavedModel that takes encoded image bytes (TF Serving can load it)."""
+    from imgclf.export.savedmodel import export_run
+
+    console.print(f"Exported {export_run(run_dir, registry, name)}")
+
+
+@app.command()
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="Export version directory, or a model directory (latest version).")],
+    images: Annotated[list[Path], typer.Argument(help="Image files.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Classify image files with an exported model."""
+    from imgclf.export.inference import ExportedModel
+
+    results = ExportedModel.load(model_dir).classify_files(list(images))
+    for result in results:
+        if as_json:
+            print(json.dumps(result.to_dict()))
+        elif result.error:
+            console.print(f"{result.path}: [red]error[/red] {result.error}")
+        else:
+            top = sorted(result.scores.items(), key=lambda kv: -kv[1])[:3]
+            shown = "  ".join(f"{label} {score:.3f}" for label, score in top)
+            console.print(f"{result.path}: [bold]{result.label}[/bold] ({result.confidence:.3f})  {shown}")
+    failed = sum(1 for r in results if r.error)
+    if failed:
+        print(f"error: {failed} of {len(results)} file(s) could not be classified", file=sys.stderr)
+        raise typer.Exit(2)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Where to put the demo's data, run and export.")] = Path("demo_output"),
+) -> None:
+    """Run the whole lifecycle on a synthetic dataset (no data, weights or internet needed)."""
+    from imgclf.demo import run_demo
+
+    run_demo(out, report=console.print)
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the app and map exceptions to one line and an exit code."""
+    from imgclf.errors import ImgclfError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [arg for arg in args if arg != "--debug"]  # accepted anywhere on the line
+    try:
+        app(args=args, prog_name="imgclf", standalone_mode=True)
+    except ImgclfError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # an unexpected failure: still one line unless --debug
+        if debug:
+            raise
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        print(
+            f"error: unexpected {type(exc).__name__}: {first_line} (rerun with --debug for details)",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Typed settings.
+
+* ``Settings``: process-wide settings from ``IMGCLF_*`` environment variables (and a ``.env``
+  file), for the services and defaults shared by every command.
+* ``TrainConfig``: everything that defines one training run. The CLI builds it from flags,
+  training resolves it (model defaults filled in) and saves it as ``RUN_DIR/config.json``, so a
+  run can be resumed and reproduced from its own directory.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ModelName = Literal["small_cnn", "mobilenet_v2", "mobilenet", "efficientnet_b0", "resnet50"]
+MODEL_NAMES: tuple[str, ...] = ModelName.__args__  # type: ignore[attr-defined]
+
+
+class Settings(BaseSettings):
+    """Process-wide settings; every field can be set as ``IMGCLF_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="IMGCLF_", env_file=".env", extra="ignore")
+
+    runs_dir: Path = Path("runs")
+    registry_dir: Path = Path("registry")
+    log_level: str = "WARNING"
+
+
+class AugmentationConfig(BaseModel):
+    """Random transforms applied to training batches only (Keras preprocessing layers).
+
+    Factors follow the Keras layers: rotation is a fraction of a full turn, zoom and translation a
+    fraction of the image size, contrast a factor range. 0 disables a transform.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    flip: Literal["horizontal", "vertical", "horizontal_and_vertical", "none"] = "horizontal"
+    rotation: float = Field(0.05, ge=0, le=1)
+    zoom: float = Field(0.1, ge=0, lt=1)
+    translation: float = Field(0.1, ge=0, lt=1)
+    contrast: float = Field(0.1, ge=0, lt=1)
+
+
+class TrainConfig(BaseModel):
+    """One training run. ``None`` fields are filled from the model's defaults by ``resolve``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str
+    out: str
+    model: ModelName = "mobilenet_v2"
+    alpha: float | None = None
+    weights: str = "imagenet"  # "imagenet", "none" or a path to a local no-top weights file
+    image_size: int | None = None
+    resize_mode: Literal["stretch", "crop", "pad"] = "stretch"
+    epochs: int = Field(10, ge=1)
+    fine_tune_epochs: int | None = Field(None, ge=0)
+    fine_tune_fraction: float = Field(0.3, gt=0, le=1)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float | None = Field(None, gt=0)
+    fine_tune_learning_rate: float | None = Field(None, gt=0)
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+    class_weights: Literal["auto", "balanced", "none"] = "auto"
+    early_stopping_patience: int = Field(4, ge=1)
+    augmentation: AugmentationConfig = Field(default_factory=AugmentationConfig)
+    mixed_precision: bool = False
+    cache: bool = True
+    seed: int = 42
+
+    @property
+    def pretrained(self) -> bool:
+        return self.model != "small_cnn" and self.weights.lower() != "none"
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.model_dump(), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> TrainConfig:
+        return cls.model_validate_json(path.read_text(encoding="utf-8"))

@@ -1,0 +1,127 @@
+"""PNG plots for runs and evaluations (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from PIL import Image  # noqa: E402
+from sklearn import metrics as skm  # noqa: E402
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_learning_curves(history_csv: Path, out: Path) -> Path | None:
+    """Loss and accuracy per epoch, training and validation."""
+    if not history_csv.is_file():
+        return None
+    history = pd.read_csv(history_csv)
+    if history.empty:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        for column, style in ((metric, "-"), (f"val_{metric}", "--")):
+            if column in history:
+                ax.plot(history["epoch"] + 1, history[column], style, marker="o", label=column)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _save(fig, out)
+
+
+def plot_confusion_matrix(matrix: np.ndarray, classes: list[str], out: Path, normalize: bool) -> Path:
+    values = matrix.astype(np.float64)
+    if normalize:
+        values = np.divide(values, values.sum(axis=1, keepdims=True), out=np.zeros_like(values),
+                           where=values.sum(axis=1, keepdims=True) > 0)
+    size = max(4.0, 0.6 * len(classes) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(values, cmap="Blues", vmin=0)
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("confusion matrix" + (" (row-normalized)" if normalize else " (counts)"))
+    top = values.max() if values.size else 0
+    for (i, j), value in np.ndenumerate(values):
+        text = f"{value:.2f}" if normalize else f"{int(value)}"
+        ax.text(j, i, text, ha="center", va="center", color="white" if value > top / 2 else "black")
+    return _save(fig, out)
+
+
+def plot_roc_pr(y_true: np.ndarray, scores: np.ndarray, classes: list[str], out_dir: Path) -> list[Path]:
+    """ROC and precision-recall curves, one line per class (one-vs-rest; positive class if binary)."""
+    which = [1] if len(classes) == 2 else range(len(classes))
+    fig_roc, ax_roc = plt.subplots(figsize=(5, 5))
+    fig_pr, ax_pr = plt.subplots(figsize=(5, 5))
+    for c in which:
+        positives = y_true == c
+        if positives.all() or not positives.any():
+            continue
+        fpr, tpr, _ = skm.roc_curve(positives, scores[:, c])
+        precision, recall, _ = skm.precision_recall_curve(positives, scores[:, c])
+        ax_roc.plot(fpr, tpr, label=f"{classes[c]} (AUC {skm.auc(fpr, tpr):.3f})")
+        ax_pr.plot(recall, precision, label=f"{classes[c]} (AP {skm.average_precision_score(positives, scores[:, c]):.3f})")
+    ax_roc.plot([0, 1], [0, 1], ":", color="grey")
+    ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
+    ax_pr.set(xlabel="recall", ylabel="precision", title="precision-recall")
+    for ax in (ax_roc, ax_pr):
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right" if ax is ax_roc else "lower left", fontsize=8)
+    return [_save(fig_roc, out_dir / "roc_curve.png"), _save(fig_pr, out_dir / "pr_curve.png")]
+
+
+def plot_reliability(y_true: np.ndarray, scores: np.ndarray, out: Path, bins: int = 15) -> Path:
+    """Accuracy against confidence per bin: a calibrated model lies on the diagonal."""
+    confidence = scores.max(axis=1)
+    correct = scores.argmax(axis=1) == y_true
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    centers, accuracy = [], []
+    for b in range(bins):
+        if (which == b).any():
+            centers.append(confidence[which == b].mean())
+            accuracy.append(correct[which == b].mean())
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.plot(centers, accuracy, marker="o")
+    ax.set(xlabel="confidence", ylabel="accuracy", title="reliability", xlim=(0, 1), ylim=(0, 1))
+    ax.grid(alpha=0.3)
+    return _save(fig, out)
+
+
+def plot_worst_mistakes(
+    paths: list[str], y_true: np.ndarray, scores: np.ndarray, classes: list[str], out: Path, count: int = 16
+) -> Path | None:
+    """The most confident wrong predictions, with true and predicted labels."""
+    predicted = scores.argmax(axis=1)
+    wrong = np.nonzero(predicted != y_true)[0]
+    if not len(wrong):
+        return None
+    worst = wrong[np.argsort(-scores[wrong, predicted[wrong]])][:count]
+    columns = min(4, len(worst))
+    rows = int(np.ceil(len(worst) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.3 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, worst, strict=False):
+        with Image.open(paths[i]) as image:
+            image.thumbnail((256, 256))
+            ax.imshow(image.convert("RGB"))
+        ax.set_title(
+            f"true {classes[y_true[i]]}\npred {classes[predicted[i]]} {scores[i, predicted[i]]:.2f}",
+            fontsize=9,
+        )
+    return _save(fig, out)

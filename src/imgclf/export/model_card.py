@@ -1,0 +1,85 @@
+"""The model card stored with every export (``assets.extra/model_card.json``).
+
+What a person or a later tool needs to trust and use a version: classes, preprocessing,
+threshold, metrics and the data they were measured on, the training data fingerprint, and the
+library versions it was built with.
+"""
+
+from __future__ import annotations
+
+import platform
+from datetime import UTC, datetime
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+import imgclf
+from imgclf.config import TrainConfig
+from imgclf.preprocessing import PreprocessingSpec
+from imgclf.run_dir import RunDir, read_json
+
+_HEADLINE_METRICS = (
+    "accuracy", "macro_f1", "weighted_f1", "roc_auc", "pr_auc", "log_loss",
+    "expected_calibration_error", "num_examples", "data",
+)
+
+
+def build_model_card(
+    run: RunDir,
+    config: TrainConfig,
+    classes: list[str],
+    spec: PreprocessingSpec,
+    threshold: float | None,
+    threshold_source: str,
+    name: str,
+) -> dict[str, Any]:
+    summary = read_json(run.data_summary) if run.data_summary.is_file() else {}
+    metrics_path = run.eval_dir / "metrics.json"
+    metrics = read_json(metrics_path) if metrics_path.is_file() else {}
+    return {
+        "name": name,
+        "version": None,  # set when the version number is allocated
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "run_dir": str(run.path),
+        "model": {
+            "architecture": config.model,
+            "alpha": config.alpha,
+            "weights": config.weights,
+            "epochs": config.epochs,
+            "fine_tune_epochs": config.fine_tune_epochs,
+            "mixed_precision": config.mixed_precision,
+        },
+        "classes": classes,
+        "image_size": spec.image_size,
+        "preprocessing": {
+            **spec.to_dict(),
+            "decode": "tf.io.decode_image, channels=3, first frame of animations, EXIF orientation ignored",
+            "resize": "bilinear with antialiasing, output float32 in [0, 255]",
+        },
+        "signatures": {
+            "serving_default": {"inputs": {"image_bytes": "string [N]"},
+                                "outputs": {"scores": "float32 [N, classes]", "class_ids": "int64 [N]",
+                                            "labels": "string [N]"}},
+            "serving_pixels": {"inputs": {"pixels": f"float32 [N, {spec.image_size}, {spec.image_size}, 3] in [0, 255]"}},
+        },
+        "decision": {
+            "rule": "threshold on positive class" if threshold is not None else "argmax",
+            "threshold": threshold,
+            "positive_class": classes[1] if threshold is not None else None,
+            "source": threshold_source,
+        },
+        "metrics": {k: metrics[k] for k in _HEADLINE_METRICS if k in metrics},
+        "data": {
+            "source": config.data,
+            "fingerprint": summary.get("fingerprint"),
+            "counts": summary.get("counts"),
+            "split_source": summary.get("split_source"),
+        },
+        "versions": {
+            "imgclf": imgclf.__version__,
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "python": platform.python_version(),
+        },
+    }

@@ -1,0 +1,146 @@
+"""``imgclf export``: write a run's best model as a versioned SavedModel that TF Serving loads.
+
+``REGISTRY/NAME/<version>/`` holds:
+
+* the SavedModel, with two signatures:
+
+  - ``serving_default``: ``image_bytes`` (tf.string [N], encoded JPEG/PNG/GIF/BMP/WebP) →
+    ``scores`` (float32 [N, classes]), ``class_ids`` (int64 [N]), ``labels`` (string [N]);
+  - ``serving_pixels``: ``pixels`` (float32 [N, size, size, 3], RGB in [0, 255], already resized)
+    → the same outputs.
+
+  Both run ``imgclf.preprocessing`` inside the graph, so clients never preprocess. Binary models
+  pick the positive (second) class when its score ≥ the threshold chosen by ``imgclf evaluate``
+  (0.5 if the run was never evaluated); other models pick the highest score.
+* ``assets/labels.txt``; ``assets.extra/model_card.json``; ``assets.extra/tf_serving_warmup_requests``.
+
+The version is one more than the highest existing integer version. Everything is written under a
+hidden temporary name first and renamed into place, so TF Serving (which only looks at integer
+directory names) never sees half an export.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from imgclf.config import TrainConfig
+from imgclf.errors import ExportError
+from imgclf.export.model_card import build_model_card
+from imgclf.export.warmup import write_warmup_requests
+from imgclf.modeling.architectures import class_scores
+from imgclf.modeling.training import preprocessing_spec
+from imgclf.preprocessing import PreprocessingSpec, normalize, preprocess_batch
+from imgclf.run_dir import RunDir, read_json, write_json
+
+SERVING_SIGNATURE = "serving_default"
+PIXELS_SIGNATURE = "serving_pixels"
+INPUT_BYTES = "image_bytes"
+INPUT_PIXELS = "pixels"
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def integer_versions(base: Path) -> list[int]:
+    """Integer version directories under a model base path, ascending."""
+    if not base.is_dir():
+        return []
+    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def _decision(scores: tf.Tensor, threshold: float | None) -> tf.Tensor:
+    if threshold is None:
+        return tf.argmax(scores, axis=-1, output_type=tf.int64)
+    return tf.cast(scores[:, 1] >= threshold, tf.int64)
+
+
+def build_archive(
+    model: keras.Model, classes: list[str], spec: PreprocessingSpec, threshold: float | None
+) -> keras.export.ExportArchive:
+    """The ExportArchive with both serving signatures, around an in-memory Keras model."""
+    labels = tf.constant(classes)
+
+    def outputs(raw: tf.Tensor) -> dict[str, tf.Tensor]:
+        scores = class_scores(raw)
+        class_ids = _decision(scores, threshold)
+        return {"scores": scores, "class_ids": class_ids, "labels": tf.gather(labels, class_ids)}
+
+    def serve_bytes(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+        return outputs(model(preprocess_batch(image_bytes, spec), training=False))
+
+    def serve_pixels(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
+        return outputs(model(normalize(pixels, spec.normalization), training=False))
+
+    size = spec.image_size
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        SERVING_SIGNATURE, serve_bytes, input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_BYTES)]
+    )
+    archive.add_endpoint(
+        PIXELS_SIGNATURE,
+        serve_pixels,
+        input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name=INPUT_PIXELS)],
+    )
+    return archive
+
+
+def _threshold(run: RunDir, classes: list[str]) -> tuple[float | None, str]:
+    if len(classes) != 2:
+        return None, "argmax"
+    path = run.eval_dir / "threshold.json"
+    if path.is_file():
+        chosen = read_json(path)
+        return float(chosen["threshold"]), f"imgclf evaluate ({chosen['objective']})"
+    return 0.5, "default 0.5 (run not evaluated)"
+
+
+def export_run(run_dir: str | Path, registry: str | Path, name: str | None = None) -> Path:
+    """Export a trained run into ``registry/name/<next version>``; return that directory."""
+    run = RunDir(Path(run_dir).expanduser().resolve())
+    run.require_trained()
+    name = name or run.path.name
+    if not _NAME_PATTERN.match(name):
+        raise ExportError(f"model name {name!r} may use letters, digits, '_', '.' and '-' only")
+    config = TrainConfig.load(run.config)
+    classes = run.read_labels()
+    spec = preprocessing_spec(config)
+    threshold, threshold_source = _threshold(run, classes)
+    model = keras.models.load_model(run.best_checkpoint, compile=False)
+
+    base = Path(registry).expanduser().resolve() / name
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = base / f".export-{uuid.uuid4().hex[:12]}"
+    try:
+        build_archive(model, classes, spec, threshold).write_out(str(tmp), verbose=False)
+        (tmp / "assets").mkdir(exist_ok=True)
+        (tmp / "assets" / "labels.txt").write_text("\n".join(classes) + "\n", encoding="utf-8")
+        extra = tmp / "assets.extra"
+        write_warmup_requests(extra / "tf_serving_warmup_requests", name, spec)
+        card = build_model_card(run, config, classes, spec, threshold, threshold_source, name)
+        return _publish(tmp, base, card, extra)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _publish(tmp: Path, base: Path, card: dict, extra: Path) -> Path:
+    """Rename the finished export to the next free integer version (atomic on one filesystem)."""
+    for _ in range(100):
+        version = (integer_versions(base) or [0])[-1] + 1
+        card["version"] = version
+        write_json(extra / "model_card.json", card)
+        target = base / str(version)
+        try:
+            os.rename(tmp, target)  # fails if another export took this version meanwhile
+        except OSError:
+            if target.exists():
+                continue
+            raise
+        return target
+    raise ExportError(f"could not find a free version number under {base}")

@@ -1,0 +1,239 @@
+"""``imgclf train``: fit a classifier on a folder of images and save everything in a run directory.
+
+Pretrained backbones train in two phases, as in Keras' transfer-learning guide: the head on a
+frozen backbone, then the top ``fine_tune_fraction`` of the backbone's layers at a tenth of the
+learning rate (BatchNorm kept in inference mode). ``small_cnn`` and ``--weights none`` train
+everything in one phase. Each phase uses early stopping on validation loss, reduces the learning
+rate on plateaus and keeps the best checkpoint; Keras' ``BackupAndRestore`` makes an interrupted
+phase resumable with ``--resume``.
+
+Example:
+
+>>> run_dir = train(TrainConfig(data="data/cats_dogs", out="runs/cd", model="mobilenet_v2",
+...                             alpha=0.35, weights="mobilenet_v2_0.35_224_no_top.weights.h5"))
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from imgclf.config import TrainConfig
+from imgclf.data.pipeline import build_augmenter, make_dataset
+from imgclf.data.prepare import PreparedData, prepare_training_data
+from imgclf.data.sources import Sample, load_dataset, write_manifest
+from imgclf.errors import RunDirError
+from imgclf.evaluation.plots import plot_learning_curves
+from imgclf.modeling.architectures import backbone_spec, build_model, unfreeze_top_layers, validate_model_options
+from imgclf.modeling.strategy import choose_strategy, describe
+from imgclf.preprocessing import PreprocessingSpec
+from imgclf.run_dir import RunDir, read_json, write_json
+
+log = logging.getLogger(__name__)
+Reporter = Callable[[str], None]
+
+
+def resolve_config(config: TrainConfig) -> TrainConfig:
+    """Fill model-dependent defaults and reject invalid combinations before any work is done."""
+    spec = backbone_spec(config.model)
+    updates: dict[str, object] = {}
+    if config.image_size is None:
+        updates["image_size"] = spec.default_image_size
+    if config.alpha is None and spec.default_alpha is not None:
+        updates["alpha"] = spec.default_alpha
+    if config.model == "small_cnn":
+        updates["weights"] = "none"
+    resolved = config.model_copy(update=updates)
+    validate_model_options(resolved.model, resolved.image_size or 0, resolved.alpha, resolved.weights)
+    if resolved.learning_rate is None:
+        resolved.learning_rate = 1e-3
+    if resolved.fine_tune_epochs is None:
+        resolved.fine_tune_epochs = max(1, resolved.epochs // 2) if resolved.pretrained else 0
+    if resolved.fine_tune_learning_rate is None:
+        resolved.fine_tune_learning_rate = resolved.learning_rate / 10
+    if resolved.weights.lower() not in ("imagenet", "none"):
+        resolved.weights = str(Path(resolved.weights).expanduser().resolve())
+    resolved.data = str(Path(resolved.data).expanduser().resolve())
+    return resolved
+
+
+def preprocessing_spec(config: TrainConfig) -> PreprocessingSpec:
+    assert config.image_size is not None
+    return PreprocessingSpec(
+        image_size=config.image_size,
+        resize_mode=config.resize_mode,
+        normalization=backbone_spec(config.model).normalization,
+    )
+
+
+def class_weights(prepared: PreparedData, mode: str) -> dict[int, float] | None:
+    """``balanced`` weights (n / (k * n_class)); ``auto`` uses them when imbalance exceeds 1.5."""
+    counts = Counter(s.label for s in prepared.split("train"))
+    ratio = max(counts.values()) / min(counts.values())
+    if mode == "none" or (mode == "auto" and ratio <= 1.5):
+        return None
+    total, k = sum(counts.values()), len(prepared.classes)
+    return {i: total / (k * counts[name]) for i, name in enumerate(prepared.classes)}
+
+
+def _arrays(samples: list[Sample], index: dict[str, int]) -> tuple[list[str], np.ndarray]:
+    return [str(s.path) for s in samples], np.array([index[s.label] for s in samples], np.int32)
+
+
+def _compile(model: keras.Model, learning_rate: float, num_classes: int) -> None:
+    loss = "binary_crossentropy" if num_classes == 2 else "sparse_categorical_crossentropy"
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=["accuracy"])
+
+
+def _callbacks(run: RunDir, phase: str, patience: int, best_so_far: float | None) -> list:
+    run.best_checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    return [
+        keras.callbacks.BackupAndRestore(str(run.backup(phase))),
+        keras.callbacks.ModelCheckpoint(
+            str(run.best_checkpoint),
+            monitor="val_loss",
+            save_best_only=True,
+            initial_value_threshold=best_so_far,
+        ),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.2, patience=2, min_lr=1e-7),
+        keras.callbacks.CSVLogger(str(run.history), append=True),
+        keras.callbacks.TensorBoard(str(run.tensorboard)),
+    ]
+
+
+def _best_val_loss(callbacks: list) -> float | None:
+    for callback in callbacks:
+        if isinstance(callback, keras.callbacks.ModelCheckpoint):
+            best = callback.best
+            return float(best) if np.isfinite(best) else None
+    return None
+
+
+def _start_run(config: TrainConfig, resume: bool) -> tuple[TrainConfig, RunDir]:
+    run = RunDir(Path(config.out).expanduser().resolve())
+    if resume:
+        if not run.config.is_file():
+            raise RunDirError(f"nothing to resume: {run.path} has no config.json")
+        saved = TrainConfig.load(run.config)
+        if config.epochs != saved.epochs:
+            saved.epochs = config.epochs  # allow extending a run
+        return saved, run
+    if run.config.is_file():
+        raise RunDirError(
+            f"{run.path} already holds a training run; pass --resume to continue it, "
+            "or choose another --out"
+        )
+    return resolve_config(config), run
+
+
+def _prepared_from_run(run: RunDir, classes: list[str]) -> PreparedData:
+    """Reload the exact files and split a run was started with."""
+    dataset = load_dataset(run.manifest)
+    summary = read_json(run.data_summary)
+    return PreparedData(
+        classes=classes,
+        samples=dataset.samples,
+        skipped=summary.get("skipped", {}),
+        skipped_files=summary.get("skipped_files", []),
+        split_source=summary.get("split_source", "dataset"),
+        fingerprint=summary.get("fingerprint", ""),
+    )
+
+
+def train(config: TrainConfig, resume: bool = False, report: Reporter = print) -> RunDir:
+    """Train per ``config``; return the run directory. ``resume`` continues an interrupted run."""
+    config, run = _start_run(config, resume)
+    progress = run.read_progress() if resume else {}
+    run.path.mkdir(parents=True, exist_ok=True)
+
+    if resume:
+        prepared = _prepared_from_run(run, run.read_labels())
+    else:
+        report(f"Inspecting {config.data} ...")
+        prepared = prepare_training_data(load_dataset(config.data), config.val_fraction, config.seed)
+        config.save(run.config)
+        run.labels.write_text("\n".join(prepared.classes) + "\n", encoding="utf-8")
+        write_manifest(prepared.samples, run.manifest, absolute=True)
+        write_json(run.data_summary, prepared.summary())
+    skipped = sum(prepared.skipped.values())
+    train_samples, val_samples = prepared.split("train"), prepared.split("val")
+    report(
+        f"{len(prepared.classes)} classes, {len(train_samples)} training and {len(val_samples)} "
+        f"validation images ({prepared.split_source} split); {skipped} file(s) skipped"
+    )
+
+    keras.utils.set_random_seed(config.seed)
+    previous_policy = keras.mixed_precision.global_policy()
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        _fit(config, run, prepared, progress, report)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+    plot_learning_curves(run.history, run.learning_curves)
+    report(f"Run saved to {run.path}")
+    return run
+
+
+def _fit(
+    config: TrainConfig, run: RunDir, prepared: PreparedData, progress: dict, report: Reporter
+) -> None:
+    spec = preprocessing_spec(config)
+    strategy = choose_strategy()
+    report(f"Training {config.model} at {spec.image_size}px on {describe(strategy)}")
+    batch_size = config.batch_size * strategy.num_replicas_in_sync
+    index = prepared.class_index()
+    train_paths, train_labels = _arrays(prepared.split("train"), index)
+    val_paths, val_labels = _arrays(prepared.split("val"), index)
+    augmenter = build_augmenter(config.augmentation, config.seed)
+    train_ds = make_dataset(
+        train_paths, train_labels, spec, batch_size, True, augmenter, config.cache, config.seed
+    )
+    val_ds = make_dataset(val_paths, val_labels, spec, batch_size, False, None, config.cache)
+    weights = class_weights(prepared, config.class_weights)
+    num_classes = len(prepared.classes)
+    verbose = 1 if sys.stdout.isatty() else 2
+
+    with strategy.scope():
+        model = build_model(config.model, num_classes, spec.image_size, config.alpha, config.weights)
+        _compile(model, config.learning_rate or 1e-3, num_classes)
+
+    head_epochs = config.epochs
+    if not progress.get("head_done"):
+        callbacks = _callbacks(run, "head", config.early_stopping_patience, None)
+        history = model.fit(
+            train_ds, validation_data=val_ds, epochs=head_epochs, class_weight=weights,
+            callbacks=callbacks, verbose=verbose,
+        )
+        progress.update(
+            head_done=True,
+            head_epochs_run=history.epoch[-1] + 1 if history.epoch else head_epochs,
+            best_val_loss=_best_val_loss(callbacks),
+        )
+        run.write_progress(progress)
+    elif config.pretrained and (config.fine_tune_epochs or 0) > 0:
+        model.load_weights(str(run.best_checkpoint))
+
+    fine_tune_epochs = config.fine_tune_epochs or 0
+    if not config.pretrained or fine_tune_epochs == 0 or progress.get("fine_tune_done"):
+        return
+    with strategy.scope():
+        unfrozen = unfreeze_top_layers(model, config.fine_tune_fraction)
+        _compile(model, config.fine_tune_learning_rate or 1e-4, num_classes)
+    report(f"Fine-tuning the top {unfrozen} backbone layers at lr={config.fine_tune_learning_rate}")
+    start = int(progress.get("head_epochs_run", head_epochs))
+    callbacks = _callbacks(run, "fine_tune", config.early_stopping_patience, progress.get("best_val_loss"))
+    model.fit(
+        train_ds, validation_data=val_ds, initial_epoch=start, epochs=start + fine_tune_epochs,
+        class_weight=weights, callbacks=callbacks, verbose=verbose,
+    )
+    progress["fine_tune_done"] = True
+    run.write_progress(progress)
+

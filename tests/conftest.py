@@ -1,0 +1,117 @@
+"""Shared fixtures: tiny synthetic datasets, trained tiny runs, and the real data in ../shared.
+
+Tests that need ../shared/data or ../shared/weights skip with a reason when the folder is
+missing on a user's machine, and fail in CI (``CI`` or ``IMGCLF_REQUIRE_SHARED_DATA`` set), so CI
+never silently skips them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("IMGCLF_SHARED_DIR", REPO.parent / "shared"))
+SHARED_DATA = SHARED / "data"
+SHARED_WEIGHTS = SHARED / "weights"
+MOBILENET_V2_WEIGHTS = SHARED_WEIGHTS / "mobilenet_v2_0.35_224_no_top.weights.h5"
+MOBILENET_V1_WEIGHTS = SHARED_WEIGHTS / "mobilenet_v1_0.25_224_no_top.h5"
+
+
+def _require(path: Path) -> Path:
+    if path.exists():
+        return path
+    message = f"{path} is missing (real data and weights live in ../shared beside the checkout)"
+    if os.environ.get("CI") or os.environ.get("IMGCLF_REQUIRE_SHARED_DATA"):
+        pytest.fail(message + "; CI must have it")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def flowers_dir() -> Path:
+    return _require(SHARED_DATA / "flowers")
+
+
+@pytest.fixture(scope="session")
+def cats_dogs_dir() -> Path:
+    return _require(SHARED_DATA / "cats_dogs")
+
+
+@pytest.fixture(scope="session")
+def mobilenet_v2_weights() -> Path:
+    return _require(MOBILENET_V2_WEIGHTS)
+
+
+@pytest.fixture(scope="session")
+def mobilenet_v1_weights() -> Path:
+    return _require(MOBILENET_V1_WEIGHTS)
+
+
+def encode(pixels: np.ndarray, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def random_pixels(height: int = 40, width: int = 56, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="session")
+def shapes_dir(tmp_path_factory) -> Path:
+    """3 classes × 40 synthetic images, 48 px, no split folders."""
+    from imgclf.synthetic import make_shapes_dataset
+
+    return make_shapes_dataset(tmp_path_factory.mktemp("shapes"), per_class=40, size=48, seed=1)
+
+
+@pytest.fixture(scope="session")
+def binary_shapes_dir(tmp_path_factory) -> Path:
+    """2 classes (circle, square) with train and validation split folders."""
+    from imgclf.synthetic import make_shapes_dataset
+
+    return make_shapes_dataset(
+        tmp_path_factory.mktemp("binary"), per_class=40, size=48, seed=2,
+        classes=("circle", "square"), splits=("train", "validation"),
+    )
+
+
+def tiny_config(data: Path, out: Path, **overrides):
+    from imgclf.config import TrainConfig
+
+    values = dict(data=str(data), out=str(out), model="small_cnn", image_size=32, epochs=2, batch_size=16)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+@pytest.fixture(scope="session")
+def shapes_run(shapes_dir, tmp_path_factory):
+    """A trained 3-class small_cnn run (2 epochs)."""
+    from imgclf.modeling.training import train
+
+    return train(tiny_config(shapes_dir, tmp_path_factory.mktemp("runs") / "shapes"), report=lambda _: None)
+
+
+@pytest.fixture(scope="session")
+def binary_run(binary_shapes_dir, tmp_path_factory):
+    """A trained binary small_cnn run (sigmoid head), 4 epochs."""
+    from imgclf.modeling.training import train
+
+    config = tiny_config(binary_shapes_dir, tmp_path_factory.mktemp("runs") / "binary", epochs=4)
+    return train(config, report=lambda _: None)
+
+
+def write_csv(path: Path, rows: list[list[str]], header: list[str] | None = None) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header or ["path", "label", "split"])
+        writer.writerows(rows)
+    return path
