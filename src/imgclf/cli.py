@@ -152,7 +152,7 @@ def train(
     mixed_precision: Annotated[bool, typer.Option("--mixed-precision", help="float16 compute, float32 outputs (GPU).")] = False,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Cache decoded images in memory.")] = True,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out (with its saved config).")] = False,
 ) -> None:
     """Train a classifier; every run directory keeps its config, labels, history, curves and best checkpoint."""
     from pydantic import ValidationError

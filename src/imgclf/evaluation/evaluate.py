@@ -21,6 +21,7 @@ from typing import Any
 import keras
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from imgclf.config import TrainConfig
 from imgclf.data.pipeline import make_dataset
@@ -60,9 +61,10 @@ def predict_files(model: keras.Model, config: TrainConfig, paths: list[str], bat
     spec = preprocessing_spec(config)
     order = np.arange(len(paths), dtype=np.int32)
     dataset = make_dataset(paths, order, spec, batch_size, training=False, cache=False)
+    forward = tf.function(lambda x: class_scores(model(x, training=False)), reduce_retracing=True)
     indices, outputs = [], []
     for pixels, index in dataset:
-        outputs.append(np.asarray(class_scores(model.predict_on_batch(pixels))))
+        outputs.append(forward(pixels).numpy())
         indices.append(index.numpy())
     found = np.concatenate(indices) if indices else np.array([], np.int32)
     if len(found) != len(paths):
@@ -101,11 +103,12 @@ def evaluate_run(
     result.update(data=source, skipped_files=len(skipped), classes=classes)
     out = run.eval_dir
     out.mkdir(parents=True, exist_ok=True)
-    if len(classes) == 2:
+    targeted = target_precision is not None or target_recall is not None
+    if len(classes) == 2 and (targeted or len(set(y_true.tolist())) == 2):
         choice = choose_threshold(y_true, scores[:, 1], target_precision, target_recall)
         result["threshold"] = {"positive_class": classes[1], **choice.to_dict()}
         write_json(out / "threshold.json", result["threshold"])
-    elif target_precision is not None or target_recall is not None:
+    elif targeted and len(classes) != 2:
         raise DatasetError("--target-precision/--target-recall apply to binary models only")
     write_json(out / "metrics.json", result)
     _write_predictions(out / "predictions.csv", paths, y_true, scores, classes)

@@ -30,7 +30,12 @@ from imgclf.data.prepare import PreparedData, prepare_training_data
 from imgclf.data.sources import Sample, load_dataset, write_manifest
 from imgclf.errors import RunDirError
 from imgclf.evaluation.plots import plot_learning_curves
-from imgclf.modeling.architectures import backbone_spec, build_model, unfreeze_top_layers, validate_model_options
+from imgclf.modeling.architectures import (
+    backbone_spec,
+    build_model,
+    unfreeze_top_layers,
+    validate_model_options,
+)
 from imgclf.modeling.strategy import choose_strategy, describe
 from imgclf.preprocessing import PreprocessingSpec
 from imgclf.run_dir import RunDir, read_json, write_json
@@ -121,10 +126,8 @@ def _start_run(config: TrainConfig, resume: bool) -> tuple[TrainConfig, RunDir]:
     if resume:
         if not run.config.is_file():
             raise RunDirError(f"nothing to resume: {run.path} has no config.json")
-        saved = TrainConfig.load(run.config)
-        if config.epochs != saved.epochs:
-            saved.epochs = config.epochs  # allow extending a run
-        return saved, run
+        # The saved config wins: a resumed run is the same run, whatever flags came with --resume.
+        return TrainConfig.load(run.config), run
     if run.config.is_file():
         raise RunDirError(
             f"{run.path} already holds a training run; pass --resume to continue it, "
