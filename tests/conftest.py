@@ -79,8 +79,12 @@ def binary_shapes_dir(tmp_path_factory) -> Path:
     from imgclf.synthetic import make_shapes_dataset
 
     return make_shapes_dataset(
-        tmp_path_factory.mktemp("binary"), per_class=40, size=48, seed=2,
-        classes=("circle", "square"), splits=("train", "validation"),
+        tmp_path_factory.mktemp("binary"),
+        per_class=40,
+        size=48,
+        seed=2,
+        classes=("circle", "square"),
+        splits=("train", "validation"),
     )
 
 

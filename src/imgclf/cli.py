@@ -43,7 +43,9 @@ def _root(
 
 @data_app.command("check")
 def data_check(
-    path: Annotated[Path, typer.Argument(help="Class-per-folder tree (with or without split folders) or CSV manifest.")],
+    path: Annotated[
+        Path, typer.Argument(help="Class-per-folder tree (with or without split folders) or CSV manifest.")
+    ],
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the full report as JSON here.")] = None,
     min_side: Annotated[int, typer.Option(help="Images with a shorter side are reported as tiny.")] = 32,
 ) -> None:
@@ -83,8 +85,11 @@ def _print_check(report) -> None:  # type: ignore[no-untyped-def]
         "alpha": report.color_modes.get("alpha", []),
         "animated": report.animated,
     }
-    for kind, key in (("duplicates_within_class", "within_class"), ("conflicting_labels", "across_classes"),
-                      ("leakage", "across_splits")):
+    for kind, key in (
+        ("duplicates_within_class", "within_class"),
+        ("conflicting_labels", "across_classes"),
+        ("leakage", "across_splits"),
+    ):
         groups = report.exact_duplicates.get(key, []) + report.near_duplicates.get(key, [])
         examples[kind] = [" = ".join(f["path"] for f in g["files"]) for g in groups]
     for check, found in report.summary.items():
@@ -130,29 +135,41 @@ def data_split(
 def train(
     data: Annotated[Path, typer.Argument(help="Dataset folder or CSV manifest.")],
     out: Annotated[Path, typer.Option("--out", help="Run directory to create (or resume).")],
-    model: Annotated[str, typer.Option(help="small_cnn, mobilenet_v2, mobilenet, efficientnet_b0 or resnet50.")] = "mobilenet_v2",
+    model: Annotated[
+        str, typer.Option(help="small_cnn, mobilenet_v2, mobilenet, efficientnet_b0 or resnet50.")
+    ] = "mobilenet_v2",
     alpha: Annotated[float | None, typer.Option(help="Width multiplier (MobileNet family).")] = None,
-    weights: Annotated[str, typer.Option(help="imagenet (needs internet), none, or a local no-top weights file.")] = "imagenet",
+    weights: Annotated[
+        str, typer.Option(help="imagenet (needs internet), none, or a local no-top weights file.")
+    ] = "imagenet",
     image_size: Annotated[int | None, typer.Option(help="Square input size in pixels (default per model).")] = None,
     resize: Annotated[str, typer.Option(help="stretch, crop or pad.")] = "stretch",
     epochs: Annotated[int, typer.Option(help="Epochs (head phase for pretrained backbones).")] = 10,
-    fine_tune_epochs: Annotated[int | None, typer.Option(help="Fine-tuning epochs (default epochs/2; 0 to skip).")] = None,
+    fine_tune_epochs: Annotated[
+        int | None, typer.Option(help="Fine-tuning epochs (default epochs/2; 0 to skip).")
+    ] = None,
     fine_tune_fraction: Annotated[float, typer.Option(help="Top fraction of backbone layers to fine-tune.")] = 0.3,
     batch_size: Annotated[int, typer.Option(help="Batch size per replica.")] = 32,
     learning_rate: Annotated[float | None, typer.Option("--lr", help="Learning rate (default 1e-3).")] = None,
     val_fraction: Annotated[float, typer.Option(help="Validation share when the data has no val split.")] = 0.2,
     class_weights: Annotated[str, typer.Option(help="auto, balanced or none.")] = "auto",
     patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs.")] = 4,
-    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Random flips, rotation, zoom, shifts, contrast.")] = True,
+    augment: Annotated[
+        bool, typer.Option("--augment/--no-augment", help="Random flips, rotation, zoom, shifts, contrast.")
+    ] = True,
     flip: Annotated[str, typer.Option(help="horizontal, vertical, horizontal_and_vertical or none.")] = "horizontal",
     rotation: Annotated[float, typer.Option(help="Max rotation, fraction of a full turn.")] = 0.05,
     zoom: Annotated[float, typer.Option(help="Max zoom, fraction of the size.")] = 0.1,
     translation: Annotated[float, typer.Option(help="Max shift, fraction of the size.")] = 0.1,
     contrast: Annotated[float, typer.Option(help="Max contrast change factor.")] = 0.1,
-    mixed_precision: Annotated[bool, typer.Option("--mixed-precision", help="float16 compute, float32 outputs (GPU).")] = False,
+    mixed_precision: Annotated[
+        bool, typer.Option("--mixed-precision", help="float16 compute, float32 outputs (GPU).")
+    ] = False,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Cache decoded images in memory.")] = True,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out (with its saved config).")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the interrupted run in --out (with its saved config).")
+    ] = False,
 ) -> None:
     """Train a classifier; every run directory keeps its config, labels, history, curves and best checkpoint."""
     from pydantic import ValidationError
@@ -163,13 +180,27 @@ def train(
 
     try:
         config = TrainConfig(
-            data=str(data), out=str(out), model=model, alpha=alpha, weights=weights,
-            image_size=image_size, resize_mode=resize, epochs=epochs, fine_tune_epochs=fine_tune_epochs,
-            fine_tune_fraction=fine_tune_fraction, batch_size=batch_size, learning_rate=learning_rate,
-            val_fraction=val_fraction, class_weights=class_weights, early_stopping_patience=patience,
-            augmentation=AugmentationConfig(enabled=augment, flip=flip, rotation=rotation, zoom=zoom,
-                                            translation=translation, contrast=contrast),
-            mixed_precision=mixed_precision, cache=cache, seed=seed,
+            data=str(data),
+            out=str(out),
+            model=model,
+            alpha=alpha,
+            weights=weights,
+            image_size=image_size,
+            resize_mode=resize,
+            epochs=epochs,
+            fine_tune_epochs=fine_tune_epochs,
+            fine_tune_fraction=fine_tune_fraction,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            val_fraction=val_fraction,
+            class_weights=class_weights,
+            early_stopping_patience=patience,
+            augmentation=AugmentationConfig(
+                enabled=augment, flip=flip, rotation=rotation, zoom=zoom, translation=translation, contrast=contrast
+            ),
+            mixed_precision=mixed_precision,
+            cache=cache,
+            seed=seed,
         )
     except ValidationError as exc:
         raise ConfigError(_first_validation_error(exc)) from None
@@ -202,7 +233,8 @@ def evaluate(
         table.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"]))
     console.print(table)
     headline = ", ".join(
-        f"{key} {metrics[key]:.4f}" for key in ("accuracy", "macro_f1", "roc_auc", "log_loss", "expected_calibration_error")
+        f"{key} {metrics[key]:.4f}"
+        for key in ("accuracy", "macro_f1", "roc_auc", "log_loss", "expected_calibration_error")
         if metrics.get(key) is not None
     )
     console.print(headline)

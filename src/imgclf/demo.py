@@ -31,8 +31,13 @@ def run_demo(out: str | Path = "demo_output", report: Callable[[str], None] = pr
     report(f"2/5 Data check: {check.summary['files']} files, {check.problem_count} problem(s)")
 
     config = TrainConfig(
-        data=str(data), out=str(out / "run"), model="small_cnn", image_size=64, epochs=15,
-        batch_size=32, early_stopping_patience=4,
+        data=str(data),
+        out=str(out / "run"),
+        model="small_cnn",
+        image_size=64,
+        epochs=15,
+        batch_size=32,
+        early_stopping_patience=4,
         augmentation=AugmentationConfig(rotation=0.0, zoom=0.05, translation=0.05),
     )
     run = train(config, report=lambda line: report(f"    {line}"))

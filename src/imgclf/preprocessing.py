@@ -53,9 +53,7 @@ class PreprocessingSpec:
         if self.resize_mode not in RESIZE_MODES:
             raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}")
         if self.normalization not in NORMALIZATIONS:
-            raise ValueError(
-                f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}"
-            )
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
         if self.image_size < 1:
             raise ValueError(f"image_size must be positive, got {self.image_size}")
 
@@ -86,9 +84,7 @@ def resize_image(image: tf.Tensor, image_size: int, resize_mode: str = "stretch"
         left = (width - side) // 2
         image = tf.image.crop_to_bounding_box(image, top, left, side, side)
     elif resize_mode == "pad":
-        return tf.image.resize_with_pad(
-            image, image_size, image_size, method="bilinear", antialias=True
-        )
+        return tf.image.resize_with_pad(image, image_size, image_size, method="bilinear", antialias=True)
     elif resize_mode != "stretch":
         raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
     resized = tf.image.resize(image, size, method="bilinear", antialias=True)

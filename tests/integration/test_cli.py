@@ -96,8 +96,20 @@ def test_train_bad_options(options, fragment, tmp_path, shapes_dir, capsys):
 
 
 def test_wrong_weights_file_for_the_backbone(tmp_path, shapes_dir, mobilenet_v1_weights, capsys):
-    args = ["train", shapes_dir, "--out", tmp_path / "run", "--model", "mobilenet_v2", "--alpha", "0.35",
-            "--weights", mobilenet_v1_weights, "--image-size", "64"]
+    args = [
+        "train",
+        shapes_dir,
+        "--out",
+        tmp_path / "run",
+        "--model",
+        "mobilenet_v2",
+        "--alpha",
+        "0.35",
+        "--weights",
+        mobilenet_v1_weights,
+        "--image-size",
+        "64",
+    ]
     code, _, err = run_cli(args, capsys)
     _one_error_line(code, err, "does not fit mobilenet_v2")
 
@@ -114,8 +126,22 @@ def test_data_check_and_split_commands(shapes_dir, tmp_path, capsys):
     assert code == 0 and "imbalance ratio" in out
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["summary"]["files"] == 120 and report["classes"] == ["circle", "square", "triangle"]
-    code, _, _ = run_cli(["data", "split", shapes_dir, "--out", tmp_path / "split.csv", "--val", "0.25",
-                          "--test", "0.25", "--seed", "3"], capsys)
+    code, _, _ = run_cli(
+        [
+            "data",
+            "split",
+            shapes_dir,
+            "--out",
+            tmp_path / "split.csv",
+            "--val",
+            "0.25",
+            "--test",
+            "0.25",
+            "--seed",
+            "3",
+        ],
+        capsys,
+    )
     assert code == 0
     frame = pd.read_csv(tmp_path / "split.csv")
     assert frame["split"].value_counts().to_dict() == {"train": 60, "val": 30, "test": 30}
@@ -143,8 +169,23 @@ def load_val_paths(run) -> list[str]:
 def test_resume_after_the_process_is_killed(shapes_dir, tmp_path):
     """Kill a real training process mid-run, resume it, and get every epoch exactly once."""
     out = tmp_path / "run"
-    args = [*IMGCLF, "train", str(shapes_dir), "--out", str(out), "--model", "small_cnn", "--image-size", "32",
-            "--epochs", "30", "--patience", "30", "--batch-size", "16"]
+    args = [
+        *IMGCLF,
+        "train",
+        str(shapes_dir),
+        "--out",
+        str(out),
+        "--model",
+        "small_cnn",
+        "--image-size",
+        "32",
+        "--epochs",
+        "30",
+        "--patience",
+        "30",
+        "--batch-size",
+        "16",
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     history = out / "history.csv"
@@ -159,8 +200,13 @@ def test_resume_after_the_process_is_killed(shapes_dir, tmp_path):
     assert 3 <= epochs_before < 30, "the run finished before it could be interrupted"
     assert any((out / "backup").rglob("*")), "no backup to resume from"
 
-    resumed = subprocess.run([*IMGCLF, "train", str(shapes_dir), "--out", str(out), "--resume"],
-                             env=env, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [*IMGCLF, "train", str(shapes_dir), "--out", str(out), "--resume"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     epochs = pd.read_csv(history)["epoch"].tolist()
     assert epochs[-1] == 29

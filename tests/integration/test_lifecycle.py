@@ -30,8 +30,15 @@ def _exported_scores(version_dir: Path, paths: list[str]) -> np.ndarray:
 
 def test_run_directory_holds_everything(shapes_run):
     path = shapes_run.path
-    for name in ("config.json", "labels.txt", "data_manifest.csv", "data_summary.json", "history.csv",
-                 "learning_curves.png", "weights/best.keras"):
+    for name in (
+        "config.json",
+        "labels.txt",
+        "data_manifest.csv",
+        "data_summary.json",
+        "history.csv",
+        "learning_curves.png",
+        "weights/best.keras",
+    ):
         assert (path / name).is_file(), name
     assert any((path / "tensorboard").rglob("events.out.tfevents*"))
     config = TrainConfig.load(path / "config.json")
@@ -46,12 +53,27 @@ def test_run_directory_holds_everything(shapes_run):
 def test_evaluate_writes_metrics_and_plots(shapes_run):
     metrics = evaluate_run(shapes_run.path)
     out = shapes_run.eval_dir
-    for name in ("metrics.json", "confusion_matrix.png", "confusion_matrix_normalized.png", "roc_curve.png",
-                 "pr_curve.png", "reliability.png", "predictions.csv"):
+    for name in (
+        "metrics.json",
+        "confusion_matrix.png",
+        "confusion_matrix_normalized.png",
+        "roc_curve.png",
+        "pr_curve.png",
+        "reliability.png",
+        "predictions.csv",
+    ):
         assert (out / name).is_file(), name
     saved = json.loads((out / "metrics.json").read_text())
-    for key in ("accuracy", "per_class", "macro_f1", "weighted_f1", "roc_auc", "pr_auc", "log_loss",
-                "expected_calibration_error"):
+    for key in (
+        "accuracy",
+        "per_class",
+        "macro_f1",
+        "weighted_f1",
+        "roc_auc",
+        "pr_auc",
+        "log_loss",
+        "expected_calibration_error",
+    ):
         assert key in saved
     assert saved["num_examples"] == 24 and metrics["accuracy"] == saved["accuracy"]
     assert "threshold" not in saved  # multi-class: argmax
@@ -102,11 +124,14 @@ def test_binary_threshold_is_chosen_saved_and_used_by_export(binary_run, tmp_pat
 def test_evaluate_other_data_and_unknown_classes(binary_run, binary_shapes_dir, tmp_path):
     metrics = evaluate_run(binary_run.path, data=str(binary_shapes_dir), split="train")
     assert metrics["num_examples"] == 80
-    subset = write_csv(tmp_path / "only_circles.csv",
-                       [[str(p), "circle", ""] for p in sorted((binary_shapes_dir / "train" / "circle").iterdir())[:5]])
+    subset = write_csv(
+        tmp_path / "only_circles.csv",
+        [[str(p), "circle", ""] for p in sorted((binary_shapes_dir / "train" / "circle").iterdir())[:5]],
+    )
     assert evaluate_run(binary_run.path, data=str(subset))["num_examples"] == 5
-    unknown = write_csv(tmp_path / "unknown.csv",
-                        [[str(next((binary_shapes_dir / "train" / "circle").iterdir())), "hexagon", ""]])
+    unknown = write_csv(
+        tmp_path / "unknown.csv", [[str(next((binary_shapes_dir / "train" / "circle").iterdir())), "hexagon", ""]]
+    )
     with pytest.raises(DatasetError, match="hexagon"):
         evaluate_run(binary_run.path, data=str(unknown))
 
@@ -145,15 +170,23 @@ def test_pretrained_backbone_parity_on_real_photos(cats_dogs_dir, mobilenet_v2_w
     rows = []
     for split, folder in (("train", "train"), ("val", "validation")):
         for label in ("cats", "dogs"):
-            for path in sorted((cats_dogs_dir / folder / label).iterdir())[:24 if split == "train" else 12]:
+            for path in sorted((cats_dogs_dir / folder / label).iterdir())[: 24 if split == "train" else 12]:
                 rows.append([str(path), label, split])
     manifest = write_csv(tmp_path / "subset.csv", rows)
-    config = tiny_config(manifest, tmp_path / "run", model="mobilenet_v2", alpha=0.35, image_size=96,
-                         weights=str(mobilenet_v2_weights), epochs=1, fine_tune_epochs=1)
+    config = tiny_config(
+        manifest,
+        tmp_path / "run",
+        model="mobilenet_v2",
+        alpha=0.35,
+        image_size=96,
+        weights=str(mobilenet_v2_weights),
+        epochs=1,
+        fine_tune_epochs=1,
+    )
     run = train(config, report=lambda _: None)
     progress = json.loads(run.progress.read_text())
     assert progress["head_done"] and progress["fine_tune_done"]
-    assert len(open(run.history).readlines()) == 3  # header + head epoch + fine-tune epoch
+    assert len(run.history.read_text().splitlines()) == 3  # header + head epoch + fine-tune epoch
     paths = [r[0] for r in rows if r[2] == "val"]
     model = keras.models.load_model(run.best_checkpoint)
     in_process = predict_files(model, TrainConfig.load(run.config), paths)

@@ -101,8 +101,10 @@ def test_check_reports_conflicts_leakage_and_broken_files(tmp_path):
 @pytest.mark.slow
 def test_check_finds_the_known_defects_in_flowers(flowers_dir):
     report = check_dataset(load_dataset(flowers_dir))
-    conflicting = [{f["path"] for f in g["files"]} for g in
-                   report.exact_duplicates["across_classes"] + report.near_duplicates["across_classes"]]
+    conflicting = [
+        {f["path"] for f in g["files"]}
+        for g in report.exact_duplicates["across_classes"] + report.near_duplicates["across_classes"]
+    ]
     assert {"train/roses/15922772266_1167a06620.jpg", "train/tulips/15922772266_1167a06620.jpg"} in conflicting
     leaked = [{f["path"] for f in g["files"]} for g in report.near_duplicates["across_splits"]]
     assert any({"train/roses/1775233884_12ff5a124f.jpg", "val/roses/2093263381_afd51358a3.jpg"} <= g for g in leaked)

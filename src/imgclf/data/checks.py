@@ -113,9 +113,7 @@ def _group_kinds(group: DuplicateGroup, samples: list[Sample]) -> list[str]:
     return kinds or ["within_class"]
 
 
-def _describe_groups(
-    groups: list[DuplicateGroup], samples: list[Sample], root: str
-) -> dict[str, list[dict[str, Any]]]:
+def _describe_groups(groups: list[DuplicateGroup], samples: list[Sample], root: str) -> dict[str, list[dict[str, Any]]]:
     described: dict[str, list[dict[str, Any]]] = {
         "within_class": [],
         "across_classes": [],

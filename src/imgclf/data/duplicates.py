@@ -60,9 +60,7 @@ def exact_duplicate_groups(infos: Sequence[ImageInfo]) -> list[DuplicateGroup]:
 
 
 def _standardized_thumbnails(infos: Sequence[ImageInfo], indices: np.ndarray) -> np.ndarray:
-    pixels = np.stack(
-        [np.frombuffer(infos[i].thumbnail or b"", dtype=np.uint8) for i in indices]
-    ).astype(np.float32)
+    pixels = np.stack([np.frombuffer(infos[i].thumbnail or b"", dtype=np.uint8) for i in indices]).astype(np.float32)
     pixels -= pixels.mean(axis=1, keepdims=True)
     norms = np.linalg.norm(pixels, axis=1, keepdims=True)
     # A flat image (norm 0) correlates with nothing; leave it as zeros.
@@ -79,9 +77,7 @@ def near_duplicate_pairs(
     Compares every pair of hashes in chunks: O(n²) bit operations, about a second for 10,000
     images on two cores.
     """
-    usable = np.array(
-        [i for i, info in enumerate(infos) if info.dhash is not None and info.thumbnail], dtype=np.int64
-    )
+    usable = np.array([i for i, info in enumerate(infos) if info.dhash is not None and info.thumbnail], dtype=np.int64)
     if len(usable) < 2:
         return []
     hashes = np.array([infos[i].dhash for i in usable], dtype=np.uint64)
@@ -131,9 +127,7 @@ class Duplicates:
         """Clusters joined by at least one near-duplicate pair (exact copies folded in)."""
         linked = {i for pair in self.near_pairs for i in pair[:2]}
         return [
-            DuplicateGroup(tuple(sorted(c)), False)
-            for c in self.clusters()
-            if len(c) > 1 and linked.intersection(c)
+            DuplicateGroup(tuple(sorted(c)), False) for c in self.clusters() if len(c) > 1 and linked.intersection(c)
         ]
 
 

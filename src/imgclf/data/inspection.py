@@ -100,9 +100,7 @@ def inspect_bytes(path: Path, data: bytes) -> ImageInfo:
     width, height = image.size
     mode = image.mode
     frames = getattr(image, "n_frames", 1)
-    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
-        mode == "P" and "transparency" in image.info
-    )
+    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in image.info)
     described = {
         **base,
         "format": fmt,

@@ -38,9 +38,7 @@ def build_augmenter(config: AugmentationConfig, seed: int) -> keras.Sequential |
         layers.append(keras.layers.RandomZoom(config.zoom, fill_mode="reflect", seed=seed + 2))
     if config.translation > 0:
         layers.append(
-            keras.layers.RandomTranslation(
-                config.translation, config.translation, fill_mode="reflect", seed=seed + 3
-            )
+            keras.layers.RandomTranslation(config.translation, config.translation, fill_mode="reflect", seed=seed + 3)
         )
     if config.contrast > 0:
         layers.append(keras.layers.RandomContrast(config.contrast, value_range=(0, 255), seed=seed + 4))
@@ -74,8 +72,6 @@ def make_dataset(
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
     if training and augmenter is not None:
-        dataset = dataset.map(
-            lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=AUTOTUNE
-        )
+        dataset = dataset.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=AUTOTUNE)
     dataset = dataset.map(lambda x, y: (normalize(x, spec.normalization), y), num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)

@@ -79,9 +79,7 @@ def prepare_training_data(dataset: Dataset, val_fraction: float, seed: int) -> P
     samples, infos, skipped = usable_samples(dataset)
     classes = sorted({s.label for s in samples})
     if len(classes) < 2:
-        raise DatasetError(
-            f"{dataset.root} has only one class ({classes[0]}); a classifier needs at least two"
-        )
+        raise DatasetError(f"{dataset.root} has only one class ({classes[0]}); a classifier needs at least two")
     per_class = Counter(s.label for s in samples)
     too_small = sorted(name for name, n in per_class.items() if n < 2)
     if too_small:

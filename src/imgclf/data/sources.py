@@ -138,8 +138,7 @@ def _load_folder(root: Path) -> Dataset:
             split = SPLIT_ALIASES[split_folder.name.lower()]
             if split in seen_splits:
                 raise DatasetError(
-                    f"{root} has two folders for the {split!r} split: "
-                    f"{seen_splits[split].name} and {split_folder.name}"
+                    f"{root} has two folders for the {split!r} split: {seen_splits[split].name} and {split_folder.name}"
                 )
             seen_splits[split] = split_folder
             for class_folder in _class_folders(split_folder):
@@ -159,8 +158,7 @@ def _load_manifest(csv_path: Path) -> Dataset:
             missing = [c for c in ("path", "label") if c not in header]
             if missing:
                 raise DatasetError(
-                    f"manifest {csv_path} is missing column(s): {', '.join(missing)} "
-                    "(expected path,label[,split])"
+                    f"manifest {csv_path} is missing column(s): {', '.join(missing)} (expected path,label[,split])"
                 )
             rows = [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in reader]
     except UnicodeDecodeError as exc:
@@ -184,14 +182,11 @@ def _load_manifest(csv_path: Path) -> Dataset:
             split = SPLIT_ALIASES.get(split_value.lower())
             if split is None:
                 raise DatasetError(
-                    f"manifest {csv_path} line {line_number}: unknown split {split_value!r} "
-                    "(use train, val or test)"
+                    f"manifest {csv_path} line {line_number}: unknown split {split_value!r} (use train, val or test)"
                 )
         samples.append(Sample(file_path, row["label"], split))
     if absent:
-        raise DatasetError(
-            f"manifest {csv_path} lists {len(absent)} missing file(s), first: {absent[0]}"
-        )
+        raise DatasetError(f"manifest {csv_path} lists {len(absent)} missing file(s), first: {absent[0]}")
     return Dataset(base, "csv", samples)
 
 

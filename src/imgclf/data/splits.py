@@ -36,8 +36,7 @@ def assign_splits(
     """Return ``samples`` (same order) with ``split`` set to train, val or test."""
     if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
         raise DatasetError(
-            f"split fractions must be in [0, 1) and leave room for training "
-            f"(val={val_fraction}, test={test_fraction})"
+            f"split fractions must be in [0, 1) and leave room for training (val={val_fraction}, test={test_fraction})"
         )
     duplicates = duplicates if duplicates is not None else find_duplicates(infos)
     clusters_by_label: dict[str, list[list[int]]] = defaultdict(list)

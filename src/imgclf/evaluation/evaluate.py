@@ -121,7 +121,9 @@ def evaluate_run(
     return result
 
 
-def _write_predictions(path: Path, paths: list[str], y_true: np.ndarray, scores: np.ndarray, classes: list[str]) -> None:
+def _write_predictions(
+    path: Path, paths: list[str], y_true: np.ndarray, scores: np.ndarray, classes: list[str]
+) -> None:
     frame = pd.DataFrame(scores, columns=[f"score_{c}" for c in classes])
     frame.insert(0, "predicted", [classes[i] for i in scores.argmax(axis=1)])
     frame.insert(0, "label", [classes[i] for i in y_true])

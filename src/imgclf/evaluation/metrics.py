@@ -20,9 +20,7 @@ from sklearn import metrics as skm
 DEFAULT_ECE_BINS = 15
 
 
-def expected_calibration_error(
-    y_true: np.ndarray, scores: np.ndarray, bins: int = DEFAULT_ECE_BINS
-) -> float:
+def expected_calibration_error(y_true: np.ndarray, scores: np.ndarray, bins: int = DEFAULT_ECE_BINS) -> float:
     """Top-label ECE: mean |accuracy − confidence| over equal-width confidence bins, weighted by size."""
     confidence = scores.max(axis=1)
     correct = (scores.argmax(axis=1) == y_true).astype(np.float64)
@@ -36,7 +34,9 @@ def expected_calibration_error(
     return float(error)
 
 
-def _one_vs_rest_auc(y_true: np.ndarray, scores: np.ndarray, present: list[int], average_precision: bool) -> float | None:
+def _one_vs_rest_auc(
+    y_true: np.ndarray, scores: np.ndarray, present: list[int], average_precision: bool
+) -> float | None:
     values = []
     for c in present:
         positives = y_true == c
@@ -53,9 +53,7 @@ def classification_metrics(y_true: np.ndarray, scores: np.ndarray, classes: list
     scores = np.asarray(scores, dtype=np.float64)
     y_pred = scores.argmax(axis=1)
     labels = list(range(len(classes)))
-    precision, recall, f1, support = skm.precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
-    )
+    precision, recall, f1, support = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     present = sorted(set(y_true.tolist()))
     if len(classes) == 2:
         both = len(present) == 2

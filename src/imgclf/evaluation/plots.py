@@ -44,8 +44,12 @@ def plot_learning_curves(history_csv: Path, out: Path) -> Path | None:
 def plot_confusion_matrix(matrix: np.ndarray, classes: list[str], out: Path, normalize: bool) -> Path:
     values = matrix.astype(np.float64)
     if normalize:
-        values = np.divide(values, values.sum(axis=1, keepdims=True), out=np.zeros_like(values),
-                           where=values.sum(axis=1, keepdims=True) > 0)
+        values = np.divide(
+            values,
+            values.sum(axis=1, keepdims=True),
+            out=np.zeros_like(values),
+            where=values.sum(axis=1, keepdims=True) > 0,
+        )
     size = max(4.0, 0.6 * len(classes) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(values, cmap="Blues", vmin=0)
@@ -73,7 +77,9 @@ def plot_roc_pr(y_true: np.ndarray, scores: np.ndarray, classes: list[str], out_
         fpr, tpr, _ = skm.roc_curve(positives, scores[:, c])
         precision, recall, _ = skm.precision_recall_curve(positives, scores[:, c])
         ax_roc.plot(fpr, tpr, label=f"{classes[c]} (AUC {skm.auc(fpr, tpr):.3f})")
-        ax_pr.plot(recall, precision, label=f"{classes[c]} (AP {skm.average_precision_score(positives, scores[:, c]):.3f})")
+        ax_pr.plot(
+            recall, precision, label=f"{classes[c]} (AP {skm.average_precision_score(positives, scores[:, c]):.3f})"
+        )
     ax_roc.plot([0, 1], [0, 1], ":", color="grey")
     ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
     ax_pr.set(xlabel="recall", ylabel="precision", title="precision-recall")

@@ -51,14 +51,13 @@ def choose_threshold(
     precision, recall, thresholds = precision_recall_curve(y_true, positive_scores)
     # precision/recall have one more entry than thresholds (the final point, recall 0).
     precision, recall = precision[:-1], recall[:-1]
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(precision),
-                   where=(precision + recall) > 0)
+    f1 = np.divide(
+        2 * precision * recall, precision + recall, out=np.zeros_like(precision), where=(precision + recall) > 0
+    )
     if target_precision is not None:
         ok = np.nonzero(precision >= target_precision)[0]
         if not len(ok):
-            raise ConfigError(
-                f"no threshold reaches precision {target_precision} (best: {precision.max():.4f})"
-            )
+            raise ConfigError(f"no threshold reaches precision {target_precision} (best: {precision.max():.4f})")
         i = int(ok[0])  # thresholds ascend: the lowest qualifying threshold keeps most recall
         objective = f"precision>={target_precision}"
     elif target_recall is not None:

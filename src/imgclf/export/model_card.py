@@ -20,8 +20,15 @@ from imgclf.preprocessing import PreprocessingSpec
 from imgclf.run_dir import RunDir, read_json
 
 _HEADLINE_METRICS = (
-    "accuracy", "macro_f1", "weighted_f1", "roc_auc", "pr_auc", "log_loss",
-    "expected_calibration_error", "num_examples", "data",
+    "accuracy",
+    "macro_f1",
+    "weighted_f1",
+    "roc_auc",
+    "pr_auc",
+    "log_loss",
+    "expected_calibration_error",
+    "num_examples",
+    "data",
 )
 
 
@@ -58,10 +65,13 @@ def build_model_card(
             "resize": "bilinear with antialiasing, output float32 in [0, 255]",
         },
         "signatures": {
-            "serving_default": {"inputs": {"image_bytes": "string [N]"},
-                                "outputs": {"scores": "float32 [N, classes]", "class_ids": "int64 [N]",
-                                            "labels": "string [N]"}},
-            "serving_pixels": {"inputs": {"pixels": f"float32 [N, {spec.image_size}, {spec.image_size}, 3] in [0, 255]"}},
+            "serving_default": {
+                "inputs": {"image_bytes": "string [N]"},
+                "outputs": {"scores": "float32 [N, classes]", "class_ids": "int64 [N]", "labels": "string [N]"},
+            },
+            "serving_pixels": {
+                "inputs": {"pixels": f"float32 [N, {spec.image_size}, {spec.image_size}, 3] in [0, 255]"}
+            },
         },
         "decision": {
             "rule": "threshold on positive class" if threshold is not None else "argmax",

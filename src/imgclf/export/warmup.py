@@ -23,7 +23,9 @@ def synthetic_jpeg(size: int, seed: int = 0) -> bytes:
     """A deterministic gradient image, JPEG-encoded."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size, 0:size]
-    pixels = np.stack([x * 255 // max(size - 1, 1), y * 255 // max(size - 1, 1), rng.integers(0, 255, (size, size))], -1)
+    pixels = np.stack(
+        [x * 255 // max(size - 1, 1), y * 255 // max(size - 1, 1), rng.integers(0, 255, (size, size))], -1
+    )
     return tf.io.encode_jpeg(tf.constant(pixels.astype(np.uint8))).numpy()
 
 
@@ -36,8 +38,6 @@ def write_warmup_requests(path: Path, model_name: str, spec: PreprocessingSpec) 
                 model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default")
             )
             request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto([image] * batch_size))
-            log = prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=request)
-            )
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
     return path

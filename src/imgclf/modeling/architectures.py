@@ -61,12 +61,24 @@ def _resnet50(alpha: float | None = None, **kwargs) -> keras.Model:
 BACKBONES: dict[str, BackboneSpec] = {
     "small_cnn": BackboneSpec("small_cnn", "unit", 128, 16),
     "mobilenet_v2": BackboneSpec(
-        "mobilenet_v2", "symmetric", 224, 32, 1.0,
-        (0.35, 0.5, 0.75, 1.0, 1.3, 1.4), (96, 128, 160, 192, 224), _mobilenet_v2,
+        "mobilenet_v2",
+        "symmetric",
+        224,
+        32,
+        1.0,
+        (0.35, 0.5, 0.75, 1.0, 1.3, 1.4),
+        (96, 128, 160, 192, 224),
+        _mobilenet_v2,
     ),
     "mobilenet": BackboneSpec(
-        "mobilenet", "symmetric", 224, 32, 1.0,
-        (0.25, 0.5, 0.75, 1.0), (128, 160, 192, 224), _mobilenet,
+        "mobilenet",
+        "symmetric",
+        224,
+        32,
+        1.0,
+        (0.25, 0.5, 0.75, 1.0),
+        (128, 160, 192, 224),
+        _mobilenet,
     ),
     "efficientnet_b0": BackboneSpec("efficientnet_b0", "raw", 224, 32, factory=_efficientnet_b0),
     "resnet50": BackboneSpec("resnet50", "caffe", 224, 32, factory=_resnet50),
@@ -84,9 +96,7 @@ def validate_model_options(name: str, image_size: int, alpha: float | None, weig
     """Raise ConfigError for combinations Keras would reject (or download nothing for)."""
     spec = backbone_spec(name)
     if image_size < spec.min_image_size:
-        raise ConfigError(
-            f"image size {image_size} is too small for {name} (minimum {spec.min_image_size})"
-        )
+        raise ConfigError(f"image size {image_size} is too small for {name} (minimum {spec.min_image_size})")
     if name == "small_cnn":
         if weights.lower() not in ("none", "imagenet"):
             raise ConfigError("small_cnn is trained from scratch; it takes no --weights file")
@@ -101,9 +111,7 @@ def validate_model_options(name: str, image_size: int, alpha: float | None, weig
             raise ConfigError(f"ImageNet weights for {name} exist for alpha {allowed}, not {alpha}")
         if spec.imagenet_sizes and image_size not in spec.imagenet_sizes:
             allowed = ", ".join(str(s) for s in spec.imagenet_sizes)
-            raise ConfigError(
-                f"ImageNet weights for {name} exist for image sizes {allowed}, not {image_size}"
-            )
+            raise ConfigError(f"ImageNet weights for {name} exist for image sizes {allowed}, not {image_size}")
     elif weights.lower() != "none" and not Path(weights).expanduser().is_file():
         raise ConfigError(f"weights file not found: {weights}")
 
@@ -127,9 +135,7 @@ def _build_backbone(spec: BackboneSpec, image_size: int, alpha: float | None, we
         try:
             base.load_weights(str(Path(weights).expanduser()))
         except Exception as exc:
-            raise ConfigError(
-                f"weights file {weights} does not fit {spec.name} (alpha={alpha}): {exc}"
-            ) from None
+            raise ConfigError(f"weights file {weights} does not fit {spec.name} (alpha={alpha}): {exc}") from None
     base.name = BASE_LAYER_NAME
     return base
 

@@ -130,8 +130,7 @@ def _start_run(config: TrainConfig, resume: bool) -> tuple[TrainConfig, RunDir]:
         return TrainConfig.load(run.config), run
     if run.config.is_file():
         raise RunDirError(
-            f"{run.path} already holds a training run; pass --resume to continue it, "
-            "or choose another --out"
+            f"{run.path} already holds a training run; pass --resume to continue it, or choose another --out"
         )
     return resolve_config(config), run
 
@@ -185,9 +184,7 @@ def train(config: TrainConfig, resume: bool = False, report: Reporter = print) -
     return run
 
 
-def _fit(
-    config: TrainConfig, run: RunDir, prepared: PreparedData, progress: dict, report: Reporter
-) -> None:
+def _fit(config: TrainConfig, run: RunDir, prepared: PreparedData, progress: dict, report: Reporter) -> None:
     spec = preprocessing_spec(config)
     strategy = choose_strategy()
     report(f"Training {config.model} at {spec.image_size}px on {describe(strategy)}")
@@ -196,9 +193,7 @@ def _fit(
     train_paths, train_labels = _arrays(prepared.split("train"), index)
     val_paths, val_labels = _arrays(prepared.split("val"), index)
     augmenter = build_augmenter(config.augmentation, config.seed)
-    train_ds = make_dataset(
-        train_paths, train_labels, spec, batch_size, True, augmenter, config.cache, config.seed
-    )
+    train_ds = make_dataset(train_paths, train_labels, spec, batch_size, True, augmenter, config.cache, config.seed)
     val_ds = make_dataset(val_paths, val_labels, spec, batch_size, False, None, config.cache)
     weights = class_weights(prepared, config.class_weights)
     num_classes = len(prepared.classes)
@@ -212,8 +207,12 @@ def _fit(
     if not progress.get("head_done"):
         callbacks = _callbacks(run, "head", config.early_stopping_patience, None)
         history = model.fit(
-            train_ds, validation_data=val_ds, epochs=head_epochs, class_weight=weights,
-            callbacks=callbacks, verbose=verbose,
+            train_ds,
+            validation_data=val_ds,
+            epochs=head_epochs,
+            class_weight=weights,
+            callbacks=callbacks,
+            verbose=verbose,
         )
         progress.update(
             head_done=True,
@@ -234,9 +233,13 @@ def _fit(
     start = int(progress.get("head_epochs_run", head_epochs))
     callbacks = _callbacks(run, "fine_tune", config.early_stopping_patience, progress.get("best_val_loss"))
     model.fit(
-        train_ds, validation_data=val_ds, initial_epoch=start, epochs=start + fine_tune_epochs,
-        class_weight=weights, callbacks=callbacks, verbose=verbose,
+        train_ds,
+        validation_data=val_ds,
+        initial_epoch=start,
+        epochs=start + fine_tune_epochs,
+        class_weight=weights,
+        callbacks=callbacks,
+        verbose=verbose,
     )
     progress["fine_tune_done"] = True
     run.write_progress(progress)
-
