@@ -13,10 +13,11 @@ Policy, in order:
    EXIF orientation is **ignored**: pixels are used in the order they are stored, in training and
    in serving alike (TensorFlow's decoders do not read EXIF). Clients that want rotated photos
    classified upright must rotate the pixels before encoding.
-2. **Resize** to a square ``image_size`` with bilinear interpolation and antialiasing, by one of
-   three modes: ``stretch`` (default; the aspect ratio is not kept, as in Keras'
-   ``image_dataset_from_directory``), ``crop`` (central square crop, then resize) or ``pad``
-   (letterbox with black bars). The result is float32 in [0, 255].
+2. **Resize** to a square ``image_size`` with bilinear interpolation, without antialiasing (as
+   Keras' ``image_dataset_from_directory``; resizing straight from uint8 is about 4x faster than
+   an antialiased float resize, see benchmarks/RESULTS.md), by one of three modes: ``stretch``
+   (default; the aspect ratio is not kept), ``crop`` (central square crop, then resize) or
+   ``pad`` (letterbox with black bars). The result is float32 in [0, 255].
 3. **Normalize** the way the backbone expects: ``symmetric`` ([-1, 1], MobileNet family),
    ``unit`` ([0, 1], the small CNN), ``caffe`` (BGR, ImageNet mean subtracted, ResNet50) or
    ``raw`` (unchanged 0–255; EfficientNet normalizes inside the network).
@@ -74,7 +75,6 @@ def decode_image(image_bytes: tf.Tensor) -> tf.Tensor:
 
 def resize_image(image: tf.Tensor, image_size: int, resize_mode: str = "stretch") -> tf.Tensor:
     """Resize one [height, width, 3] image to float32 [image_size, image_size, 3] in [0, 255]."""
-    image = tf.cast(image, tf.float32)
     size = [image_size, image_size]
     if resize_mode == "crop":
         shape = tf.shape(image)
@@ -84,12 +84,11 @@ def resize_image(image: tf.Tensor, image_size: int, resize_mode: str = "stretch"
         left = (width - side) // 2
         image = tf.image.crop_to_bounding_box(image, top, left, side, side)
     elif resize_mode == "pad":
-        return tf.image.resize_with_pad(image, image_size, image_size, method="bilinear", antialias=True)
+        return tf.image.resize_with_pad(tf.cast(image, tf.float32), image_size, image_size, method="bilinear")
     elif resize_mode != "stretch":
         raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
-    resized = tf.image.resize(image, size, method="bilinear", antialias=True)
-    # Antialiased bilinear can overshoot by a hair; keep the documented [0, 255] range.
-    return tf.clip_by_value(resized, 0.0, 255.0)
+    # Resizing the uint8 image directly (output float32) avoids a full-size float copy.
+    return tf.image.resize(image, size, method="bilinear")
 
 
 def decode_and_resize(image_bytes: tf.Tensor, spec: PreprocessingSpec) -> tf.Tensor:

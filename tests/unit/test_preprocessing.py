@@ -123,3 +123,15 @@ def test_spec_rejects_unknown_values():
         PreprocessingSpec(image_size=8, resize_mode="squash")
     with pytest.raises(ValueError, match="normalization"):
         PreprocessingSpec(image_size=8, normalization="imagenet")
+
+
+def test_random_affine_moves_pixels_only_in_training():
+    from imgclf.data.augmentation import RandomAffine
+
+    images = tf.constant(np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)), tf.float32)
+    layer = RandomAffine(rotation=0.1, zoom=0.2, translation=0.2, seed=1)
+    np.testing.assert_array_equal(layer(images, training=False).numpy(), images.numpy())
+    moved = layer(images, training=True).numpy()
+    assert moved.shape == images.shape and np.abs(moved - images.numpy()).mean() > 5
+    identity = RandomAffine(seed=1)(images, training=True).numpy()  # all factors zero: no change
+    np.testing.assert_allclose(identity, images.numpy(), atol=1e-3)

@@ -1,7 +1,7 @@
 """tf.data input pipelines for training and evaluation.
 
 read file → decode and resize (``imgclf.preprocessing``; parallel) → cache → shuffle → batch →
-augment (training only; Keras preprocessing layers) → normalize (``imgclf.preprocessing``) →
+augment (training only; ``imgclf.data.augmentation``) → normalize (``imgclf.preprocessing``) →
 prefetch. Decoded, resized images are cached in memory, so from the second epoch on files are
 not read or decoded again; augmentation runs after the cache, so every epoch sees new variants.
 
@@ -19,30 +19,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from imgclf.config import AugmentationConfig
 from imgclf.preprocessing import PreprocessingSpec, decode_and_resize, normalize
 
 AUTOTUNE = tf.data.AUTOTUNE
-
-
-def build_augmenter(config: AugmentationConfig, seed: int) -> keras.Sequential | None:
-    """Keras random-transform layers for the enabled augmentations (None if none are on)."""
-    if not config.enabled:
-        return None
-    layers: list[keras.layers.Layer] = []
-    if config.flip != "none":
-        layers.append(keras.layers.RandomFlip(config.flip, seed=seed))
-    if config.rotation > 0:
-        layers.append(keras.layers.RandomRotation(config.rotation, fill_mode="reflect", seed=seed + 1))
-    if config.zoom > 0:
-        layers.append(keras.layers.RandomZoom(config.zoom, fill_mode="reflect", seed=seed + 2))
-    if config.translation > 0:
-        layers.append(
-            keras.layers.RandomTranslation(config.translation, config.translation, fill_mode="reflect", seed=seed + 3)
-        )
-    if config.contrast > 0:
-        layers.append(keras.layers.RandomContrast(config.contrast, value_range=(0, 255), seed=seed + 4))
-    return keras.Sequential(layers, name="augmentation") if layers else None
 
 
 def make_dataset(

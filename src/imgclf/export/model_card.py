@@ -62,7 +62,7 @@ def build_model_card(
         "preprocessing": {
             **spec.to_dict(),
             "decode": "tf.io.decode_image, channels=3, first frame of animations, EXIF orientation ignored",
-            "resize": "bilinear with antialiasing, output float32 in [0, 255]",
+            "resize": "bilinear, no antialiasing, output float32 in [0, 255]",
         },
         "signatures": {
             "serving_default": {

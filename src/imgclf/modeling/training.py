@@ -25,7 +25,8 @@ import keras
 import numpy as np
 
 from imgclf.config import TrainConfig
-from imgclf.data.pipeline import build_augmenter, make_dataset
+from imgclf.data.augmentation import build_augmenter
+from imgclf.data.pipeline import make_dataset
 from imgclf.data.prepare import PreparedData, prepare_training_data
 from imgclf.data.sources import Sample, load_dataset, write_manifest
 from imgclf.errors import RunDirError
