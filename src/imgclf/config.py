@@ -1,10 +1,9 @@
-"""Typed settings.
+"""Typed configuration.
 
-* ``Settings``: process-wide settings from ``IMGCLF_*`` environment variables (and a ``.env``
-  file), for the services and defaults shared by every command.
-* ``TrainConfig``: everything that defines one training run. The CLI builds it from flags,
-  training resolves it (model defaults filled in) and saves it as ``RUN_DIR/config.json``, so a
-  run can be resumed and reproduced from its own directory.
+``TrainConfig`` is everything that defines one training run. The CLI builds it from flags,
+training resolves it (model defaults filled in) and saves it as ``RUN_DIR/config.json``, so a run
+can be resumed and reproduced from its own directory. (Service settings from ``IMGCLF_*``
+environment variables arrive with the model server and gateway.)
 """
 
 from __future__ import annotations
@@ -14,20 +13,9 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ModelName = Literal["small_cnn", "mobilenet_v2", "mobilenet", "efficientnet_b0", "resnet50"]
 MODEL_NAMES: tuple[str, ...] = ModelName.__args__  # type: ignore[attr-defined]
-
-
-class Settings(BaseSettings):
-    """Process-wide settings; every field can be set as ``IMGCLF_<NAME>``."""
-
-    model_config = SettingsConfigDict(env_prefix="IMGCLF_", env_file=".env", extra="ignore")
-
-    runs_dir: Path = Path("runs")
-    registry_dir: Path = Path("registry")
-    log_level: str = "WARNING"
 
 
 class AugmentationConfig(BaseModel):

@@ -63,9 +63,7 @@ class RandomAffine(keras.layers.Layer):
         b2 = cy - shift_y - (sin * cx + cos * cy)
         zeros = tf.zeros_like(angle)
         transform = tf.stack([cos, -sin, a2, sin, cos, b2, zeros, zeros], axis=1)
-        return keras.ops.image.affine_transform(
-            images, transform, interpolation="bilinear", fill_mode=self.fill_mode
-        )
+        return keras.ops.image.affine_transform(images, transform, interpolation="bilinear", fill_mode=self.fill_mode)
 
     def get_config(self) -> dict:
         return {

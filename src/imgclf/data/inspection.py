@@ -149,4 +149,4 @@ def inspect_images(paths: Sequence[Path] | Iterable[Path], workers: int | None =
     paths = list(paths)
     workers = workers or min(8, (os.cpu_count() or 1) * 2)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(inspect_image, paths, chunksize=16))
+        return list(pool.map(inspect_image, paths))

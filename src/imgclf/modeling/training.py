@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -180,6 +181,7 @@ def train(config: TrainConfig, resume: bool = False, report: Reporter = print) -
         _fit(config, run, prepared, progress, report)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
+    shutil.rmtree(run.path / "backup", ignore_errors=True)  # only empty folders remain after success
     plot_learning_curves(run.history, run.learning_curves)
     report(f"Run saved to {run.path}")
     return run
