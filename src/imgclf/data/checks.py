@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from imgclf.data.duplicates import DuplicateGroup, Duplicates, find_duplicates
@@ -129,9 +130,8 @@ def _describe_groups(groups: list[DuplicateGroup], samples: list[Sample], root: 
     return described
 
 
-def _relative(path: Any, root: str) -> str:
-    text = str(path)
-    return text[len(root) + 1 :] if text.startswith(root + "/") else text
+def _relative(path: Path, root: str) -> str:
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def check_dataset(

@@ -31,7 +31,6 @@ class DuplicateGroup:
     """Indices (into the inspected list) of files that are copies of each other."""
 
     members: tuple[int, ...]
-    exact: bool  # all members byte-identical
 
 
 class _UnionFind:
@@ -56,7 +55,7 @@ def exact_duplicate_groups(infos: Sequence[ImageInfo]) -> list[DuplicateGroup]:
     for index, info in enumerate(infos):
         if info.sha256 and info.size_bytes:
             by_digest[info.sha256].append(index)
-    return [DuplicateGroup(tuple(m), True) for m in by_digest.values() if len(m) > 1]
+    return [DuplicateGroup(tuple(m)) for m in by_digest.values() if len(m) > 1]
 
 
 def _standardized_thumbnails(infos: Sequence[ImageInfo], indices: np.ndarray) -> np.ndarray:
@@ -126,9 +125,7 @@ class Duplicates:
     def near_groups(self) -> list[DuplicateGroup]:
         """Clusters joined by at least one near-duplicate pair (exact copies folded in)."""
         linked = {i for pair in self.near_pairs for i in pair[:2]}
-        return [
-            DuplicateGroup(tuple(sorted(c)), False) for c in self.clusters() if len(c) > 1 and linked.intersection(c)
-        ]
+        return [DuplicateGroup(tuple(sorted(c))) for c in self.clusters() if len(c) > 1 and linked.intersection(c)]
 
 
 def find_duplicates(

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from imgclf.errors import DatasetError
@@ -81,9 +81,6 @@ class Dataset:
             found = ", ".join(self.split_names) or "none"
             raise DatasetError(f"{self.root} has no {canonical!r} split (splits found: {found})")
         return Dataset(self.root, self.kind, chosen)
-
-    def with_samples(self, samples: list[Sample]) -> Dataset:
-        return Dataset(self.root, self.kind, samples)
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Images per split and class: ``{"train": {"cats": 1000, ...}, ...}``; ``all`` if unsplit."""
@@ -210,8 +207,3 @@ def write_manifest(samples: list[Sample], csv_path: str | Path, absolute: bool =
             writer.writerow([shown.as_posix(), sample.label, sample.split or ""])
     tmp.replace(out)
     return out
-
-
-def relabel_split(samples: list[Sample], split_of: dict[Path, str]) -> list[Sample]:
-    """Return samples with their split set from ``split_of`` (keyed by path)."""
-    return [replace(s, split=split_of[s.path]) for s in samples]

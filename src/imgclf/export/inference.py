@@ -55,6 +55,7 @@ class ExportedModel:
     labels: list[str]
     card: dict[str, Any]
     signature: Any
+    loaded: Any = None  # the loaded SavedModel; keeps its variables alive
 
     @classmethod
     def load(cls, model_dir: str | Path) -> ExportedModel:
@@ -69,9 +70,7 @@ class ExportedModel:
         card = read_json(card_path) if card_path.is_file() else {}
         labels_path = path / "assets" / "labels.txt"
         labels = labels_path.read_text(encoding="utf-8").split() if labels_path.is_file() else []
-        model = cls(path, labels, card, loaded.signatures[SERVING_SIGNATURE])
-        model._loaded = loaded  # keep the trackable object (and its variables) alive
-        return model
+        return cls(path, labels, card, loaded.signatures[SERVING_SIGNATURE], loaded)
 
     def predict_bytes(self, images: list[bytes]) -> dict[str, np.ndarray]:
         """Raw signature outputs for encoded images (all must be decodable)."""

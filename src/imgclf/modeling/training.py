@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import shutil
 import sys
 from collections import Counter
@@ -42,7 +41,6 @@ from imgclf.modeling.strategy import choose_strategy, describe
 from imgclf.preprocessing import PreprocessingSpec
 from imgclf.run_dir import RunDir, read_json, write_json
 
-log = logging.getLogger(__name__)
 Reporter = Callable[[str], None]
 
 
