@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Train and evaluate on a real dataset; prints wall time and validation metrics.
 #   benchmarks/train_accuracy.sh cats_dogs mobilenet_v2   # or: flowers mobilenet_v2 | cats_dogs small_cnn
+#   benchmarks/train_accuracy.sh flowers mobilenet_v2 --fine-tune-epochs 8   # extra options go to train
 set -euo pipefail
 dataset=${1:-cats_dogs}
 model=${2:-mobilenet_v2}
@@ -14,6 +15,6 @@ else
            --epochs 6 --fine-tune-epochs 4)
 fi
 start=$(date +%s)
-.venv/bin/imgclf train "$shared/data/$dataset" --out "$out" "${options[@]}"
+.venv/bin/imgclf train "$shared/data/$dataset" --out "$out" "${options[@]}" "${@:3}"
 echo "training wall time: $(( $(date +%s) - start )) s"
 .venv/bin/imgclf evaluate "$out"

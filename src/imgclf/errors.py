@@ -31,3 +31,17 @@ class RunDirError(ImgclfError):
 
 class ExportError(ImgclfError):
     """A model could not be exported or an export directory is unusable."""
+
+
+class ServingError(ImgclfError):
+    """A model-server request failed, with TF Serving's status code and message.
+
+    ``code`` is a ``tensorflow.error.Code`` name (``"NOT_FOUND"``, ``"INVALID_ARGUMENT"``...). The
+    REST layer turns it into TF Serving's HTTP status and ``{"error": message}``; the gRPC layer
+    into the gRPC status with the same number.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
