@@ -5,7 +5,9 @@ path is polled for integer version directories; the versions the policy wants (l
 specific) are loaded in the background, warmed up from ``assets.extra``, and marked AVAILABLE;
 only then are versions the policy no longer wants unloaded, and the last working version is never
 unloaded for one that failed. A failed version is reported as END with its error and is not
-retried while its directory stays in place.
+retried while its directory stays in place; the policy then picks among the versions that work
+(so a broken newest version at start-up leaves the previous one serving, where TF Serving would
+serve nothing).
 
 Example:
     >>> manager = ModelManager(load_model_config(options), ServingMetrics())
@@ -168,7 +170,7 @@ class ModelManager:
                 for name, model_config in new.items():
                     model = self._models[name]
                     for label, version in model_config.version_labels.items():
-                        if model.labels.get(label) != version and not self._available(model, version):
+                        if not self._available(model, version):
                             model.labels = old_labels.get(name, {})
                             raise ServingError(
                                 "FAILED_PRECONDITION",
@@ -215,19 +217,22 @@ class ModelManager:
     def _sync_model(self, model: _Model) -> None:
         name = model.config.name
         found = version_directories(Path(model.config.base_path))
-        wanted = aspired_versions(model.config.model_version_policy, found)
         with self._lock:
             for version in [v for v, s in model.versions.items() if v not in found and s.error_code != "OK"]:
                 del model.versions[version]  # a failed version that was removed may be retried
-            to_load = [
-                v
-                for v in sorted(wanted, reverse=True)
-                if v not in model.versions or (model.versions[v].state == END and model.versions[v].error_code == "OK")
-            ]
+        while True:
+            with self._lock:
+                failed = {v for v, s in model.versions.items() if s.error_code != "OK"}
+                # Failed versions drop out of the policy's choice, so "latest" falls back to the newest
+                # version that works instead of leaving the model with nothing to serve.
+                wanted = aspired_versions(model.config.model_version_policy, [v for v in found if v not in failed])
+                to_load = [v for v in sorted(wanted, reverse=True) if self._needs_load(model, v)]
+                for version in to_load:
+                    model.versions[version] = VersionStatus(version)
+            if not to_load:
+                break
             for version in to_load:
-                model.versions[version] = VersionStatus(version)
-        for version in to_load:
-            self._load(model, version, Path(model.config.base_path) / str(version))
+                self._load(model, version, Path(model.config.base_path) / str(version))
         with self._lock:
             loaded = [s for s in model.versions.values() if s.state == AVAILABLE]
             unwanted = [s for s in loaded if s.version not in wanted]
@@ -236,6 +241,11 @@ class ModelManager:
                 unwanted.remove(max(unwanted, key=lambda s: s.version))
         for status in sorted(unwanted, key=lambda s: s.version):
             self._unload(name, status)
+
+    @staticmethod
+    def _needs_load(model: _Model, version: int) -> bool:
+        status = model.versions.get(version)
+        return status is None or (status.state == END and status.error_code == "OK")
 
     def _load(self, model: _Model, version: int, path: Path) -> None:
         name = model.config.name
