@@ -53,6 +53,9 @@ class _HttpServer(uvicorn.Server):
     def handle_exit(self, sig, frame) -> None:  # type: ignore[no-untyped-def]
         self._on_exit()
         super().handle_exit(sig, frame)
+        # uvicorn re-raises the signal when it returns, which would kill the process before gRPC
+        # and the batching queues drain; the model server exits normally after draining instead.
+        self._captured_signals.clear()
 
 
 class ModelServer:
