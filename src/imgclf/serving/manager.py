@@ -169,7 +169,7 @@ class ModelManager:
             with self._lock:
                 for name, model_config in new.items():
                     model = self._models[name]
-                    for label, version in model_config.version_labels.items():
+                    for version in model_config.version_labels.values():
                         if not self._available(model, version):
                             model.labels = old_labels.get(name, {})
                             raise ServingError(
