@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 
 import grpc
 import numpy as np
@@ -198,3 +199,25 @@ def _write(tmp_path, text: str):  # type: ignore[no-untyped-def]
     path = tmp_path / "models.config"
     path.write_text(text)
     return path
+
+
+def test_config_file_is_polled_for_changes(tmp_path, toy_model_v1, toy_model_v2):
+    base = tmp_path / "toy"
+    base.mkdir()
+    copy_version(toy_model_v1, base, 1)
+    copy_version(toy_model_v2, base, 2)
+    config = _write(tmp_path, config_text(base, labels={"stable": 1}))
+    with running_server(
+        model_config_file=config, model_config_file_poll_wait_seconds=0.2, file_system_poll_wait_seconds=0
+    ) as running:
+
+        def stable() -> list[float]:
+            response = running.rest.post("/v1/models/toy/labels/stable:predict", json={"instances": [1.0]})
+            return response.json().get("predictions", [])
+
+        assert stable() == [2.5]
+        config.write_text("this is { not a config")
+        time.sleep(0.6)
+        assert stable() == [2.5]  # refused: the running config stays
+        config.write_text(config_text(base, labels={"stable": 2}))
+        wait_for(lambda: stable() == [3.5])
