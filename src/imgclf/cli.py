@@ -316,6 +316,9 @@ def serve(
     inter_op: Annotated[
         int, typer.Option("--tensorflow-inter-op-parallelism", help="Ops run at once (0: TensorFlow decides).")
     ] = 0,
+    grpc_max_threads: Annotated[
+        int, typer.Option("--grpc-max-threads", help="gRPC handler threads (requests served at once).")
+    ] = 128,
     grace: Annotated[float, typer.Option("--shutdown-grace-seconds", help="Time to drain on SIGTERM.")] = 30,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
@@ -340,6 +343,7 @@ def serve(
         enable_model_warmup=enable_model_warmup,
         tensorflow_intra_op_parallelism=intra_op,
         tensorflow_inter_op_parallelism=inter_op,
+        grpc_max_threads=grpc_max_threads,
         shutdown_grace_seconds=grace,
     )
     server = ModelServer(options)

@@ -74,7 +74,9 @@ class ServerOptions:
     num_request_iterations_for_warmup: int = 1
     tensorflow_intra_op_parallelism: int = 0
     tensorflow_inter_op_parallelism: int = 0
-    grpc_max_threads: int = field(default_factory=lambda: 4 * (os.cpu_count() or 1))
+    # Handler threads mostly wait for a batch to run, so there must be at least as many as the
+    # concurrent requests that should share a batch (TF Serving's 4 × cores caps batches at 8 on 2 cores).
+    grpc_max_threads: int = field(default_factory=lambda: max(128, 4 * (os.cpu_count() or 1)))
     shutdown_grace_seconds: float = 30
 
 
