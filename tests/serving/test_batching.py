@@ -165,3 +165,18 @@ def test_server_batches_concurrent_requests_and_reports_it(tmp_path, toy_model_v
         too_big = running.rest.post("/v1/models/toy:predict", json={"instances": [0.0] * 65})
         assert too_big.status_code == 400
         assert too_big.json() == {"error": "Task size 65 is larger than maximum input batch size 64"}
+
+
+def test_queues_of_unloaded_versions_are_dropped_once_drained():
+    model = SlowDouble(seconds=0.2)
+    batcher = scheduler(max_batch_size=4)
+    try:
+        running = batcher.submit(("m", 1), model, {"x": np.array([1.0])})
+        time.sleep(0.05)
+        queued = batcher.submit(("m", 1), model, {"x": np.array([2.0])})
+        batcher.remove(lambda key: key == ("m", 1))  # version 1 unloaded while a request waits
+        assert queued.result(timeout=10)["y"].tolist() == [4.0]  # the waiting request still runs
+        running.result(timeout=10)
+        assert batcher._queues == {}  # and nothing keeps the version alive afterwards
+    finally:
+        batcher.stop()

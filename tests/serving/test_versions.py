@@ -221,3 +221,25 @@ def test_config_file_is_polled_for_changes(tmp_path, toy_model_v1, toy_model_v2)
         assert stable() == [2.5]  # refused: the running config stays
         config.write_text(config_text(base, labels={"stable": 2}))
         wait_for(lambda: stable() == [3.5])
+
+
+def test_an_unloaded_version_is_freed(tmp_path, toy_model_v1, toy_model_v2):
+    """Memory growth on version swaps is a known TF Serving complaint; nothing here may hold the old version."""
+    import gc
+    import weakref
+
+    from imgclf.serving.manager import ModelManager
+    from imgclf.serving.metrics import ServingMetrics
+    from imgclf.serving.options import ServerOptions, load_model_config
+
+    base = tmp_path / "toy"
+    base.mkdir()
+    copy_version(toy_model_v1, base, 1)
+    manager = ModelManager(load_model_config(ServerOptions(model_name="toy", model_base_path=base)), ServingMetrics())
+    manager.poll_once()
+    old = weakref.ref(manager.servable("toy"))
+    copy_version(toy_model_v2, base, 2)
+    manager.poll_once()
+    assert manager.servable("toy").version == 2
+    gc.collect()
+    assert old() is None

@@ -66,6 +66,7 @@ class _Queue:
         self.model_name = model_name
         self.batches: deque[_Batch] = deque()
         self.tasks = 0
+        self.retired = False  # its version was unloaded: drop the queue once it is empty
 
 
 def task_size(inputs: Tensors) -> int:
@@ -127,10 +128,17 @@ class BatchScheduler:
         return task.future
 
     def remove(self, predicate: Callable[[Hashable], bool]) -> None:
-        """Forget idle queues whose key matches (their version was unloaded)."""
+        """Forget the queues whose key matches (their version was unloaded), once they are empty.
+
+        A queue's run function holds its model version, so a queue left behind would keep an
+        unloaded version in memory.
+        """
         with self._condition:
-            for key in [k for k, q in self._queues.items() if predicate(k) and not q.batches]:
-                del self._queues[key]
+            for key, queue in list(self._queues.items()):
+                if predicate(key):
+                    queue.retired = True
+                    if not queue.batches:
+                        del self._queues[key]
 
     def stop(self, timeout: float = 30) -> None:
         """Run what is queued, then stop the threads."""
@@ -159,6 +167,8 @@ class BatchScheduler:
             if batch.closed or len(queue.batches) > 1 or now >= due or self._stopping:
                 queue.batches.popleft()
                 queue.tasks -= len(batch.tasks)
+                if queue.retired and not queue.batches:
+                    del self._queues[queue.key]
                 self.metrics.queue_depth.labels(queue.model_name).set(queue.tasks)
                 return queue, batch
             wait = due - now if wait is None else min(wait, due - now)
