@@ -119,3 +119,42 @@ def write_csv(path: Path, rows: list[list[str]], header: list[str] | None = None
         writer.writerow(header or ["path", "label", "split"])
         writer.writerows(rows)
     return path
+
+
+POSTGRES_ADMIN_URL = os.environ.get("IMGCLF_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _require_service(name: str, error: Exception) -> None:
+    message = f"{name} is not reachable ({error})"
+    if os.environ.get("CI") or os.environ.get("IMGCLF_REQUIRE_SERVICES"):
+        pytest.fail(message + "; CI must have it")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh PostgreSQL database for one test (dropped afterwards), as a SQLAlchemy URL."""
+    import uuid
+
+    import psycopg
+
+    name = f"imgclf_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as error:
+        _require_service("PostgreSQL", error)
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+        try:
+            yield f"{base}/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """Each database test runs on the embedded default (SQLite) and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'imgclf.db'}"
+    return request.getfixturevalue("postgres_url")

@@ -2,8 +2,9 @@
 
 ``TrainConfig`` is everything that defines one training run. The CLI builds it from flags,
 training resolves it (model defaults filled in) and saves it as ``RUN_DIR/config.json``, so a run
-can be resumed and reproduced from its own directory. (Service settings from ``IMGCLF_*``
-environment variables arrive with the model server and gateway.)
+can be resumed and reproduced from its own directory. ``GatewaySettings`` holds the gateway's
+service settings, read from ``IMGCLF_*`` environment variables. (The model server takes TF
+Serving's flags instead: ``imgclf.serving.options.ServerOptions``.)
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ModelName = Literal["small_cnn", "mobilenet_v2", "mobilenet", "efficientnet_b0", "resnet50"]
 MODEL_NAMES: tuple[str, ...] = ModelName.__args__  # type: ignore[attr-defined]
@@ -71,3 +73,27 @@ class TrainConfig(BaseModel):
     @classmethod
     def load(cls, path: Path) -> TrainConfig:
         return cls.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+class GatewaySettings(BaseSettings):
+    """The gateway's settings, from ``IMGCLF_*`` environment variables (or a ``.env`` file).
+
+    With nothing set everything is embedded: a SQLite file, in-memory rate limits, images on
+    local disk. ``IMGCLF_DATABASE_URL=postgresql+psycopg://...`` and
+    ``IMGCLF_REDIS_URL=redis://...`` switch to the production parts without code changes.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="IMGCLF_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///imgclf.db"
+    redis_url: str | None = None
+    image_store_dir: Path = Path("imgclf_images")
+    image_retention_days: int = Field(90, ge=0)  # 0 keeps images forever
+    review_confidence_threshold: float = Field(0.7, ge=0, le=1)
+    review_margin: float = Field(0.2, ge=0, le=1)
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1)
+    max_images_per_request: int = Field(16, ge=1)
+    max_image_pixels: int = Field(40_000_000, ge=1)
+    max_image_side: int = Field(10_000, ge=1)
+    rate_limit_per_minute: float = Field(600, gt=0)
+    rate_limit_burst: int = Field(60, ge=1)

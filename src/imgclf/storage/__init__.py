@@ -1,0 +1,1 @@
+"""Persistence for the gateway: SQLAlchemy models, Alembic migrations, the image store."""
