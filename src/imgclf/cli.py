@@ -28,6 +28,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Check and split datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+keys_app = typer.Typer(help="Create, list and revoke the gateway's API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 console = Console()
 
 
@@ -359,6 +361,50 @@ def demo(
     from imgclf.demo import run_demo
 
     run_demo(out, report=console.print)
+
+
+# ---------------------------------------------------------------- keys
+
+
+def _gateway_database():  # type: ignore[no-untyped-def]
+    from imgclf.config import GatewaySettings
+    from imgclf.storage.database import connect
+
+    return connect(GatewaySettings().database_url)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Who or what uses the key.")],
+    scopes: Annotated[str, typer.Option(help="Comma-separated: predict, review, admin.")] = "predict",
+) -> None:
+    """Create an API key and print it once (only its hash is stored). Database: IMGCLF_DATABASE_URL."""
+    from imgclf.gateway.api_keys import create_key
+
+    created = create_key(_gateway_database(), name, scopes)
+    console.print(f"Created key {created.info.prefix} ({created.info.name}; scopes {','.join(created.info.scopes)})")
+    console.print("Store it now, it is not shown again:")
+    print(created.secret)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List API keys (prefix, name, scopes, created, revoked)."""
+    from imgclf.gateway.api_keys import list_keys
+
+    table = Table("prefix", "name", "scopes", "created", "revoked")
+    for key in list_keys(_gateway_database()):
+        revoked = key.revoked_at.strftime("%Y-%m-%d %H:%M") if key.revoked_at else ""
+        table.add_row(key.prefix, key.name, ",".join(key.scopes), key.created_at.strftime("%Y-%m-%d %H:%M"), revoked)
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key: Annotated[str, typer.Argument(help="The key's prefix (ik_xxxxxxxx) or id.")]) -> None:
+    """Revoke an API key; requests with it get 401 from then on."""
+    from imgclf.gateway.api_keys import revoke_key
+
+    console.print(f"Revoked {revoke_key(_gateway_database(), key).prefix}")
 
 
 # ---------------------------------------------------------------- entry point
