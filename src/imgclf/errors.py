@@ -45,3 +45,17 @@ class ServingError(ImgclfError):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class UploadError(ImgclfError):
+    """An uploaded image was refused before reaching the model.
+
+    ``code`` is a stable machine-readable reason (``empty_file``, ``unsupported_format``...) and
+    ``status`` the HTTP status the gateway answers with.
+    """
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status

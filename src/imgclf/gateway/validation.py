@@ -1,0 +1,83 @@
+"""Upload validation: everything the gateway checks before the model sees an image.
+
+In order, cheapest first: empty, byte size, format by magic bytes (never the file name or the
+declared content type), declared dimensions and pixel count from the header alone (so a
+decompression bomb is refused before it is decoded), frame count, then a full decode (Pillow,
+JPEG at reduced scale) that catches truncated and corrupt files.
+
+EXIF orientation is ignored, exactly as in training (``imgclf.preprocessing`` uses pixels as
+stored), so a phone photo is classified the way the training data was seen.
+
+Example:
+    >>> info = validate_image(jpeg_bytes, UploadLimits())
+    >>> info.format, info.width, info.height
+    ('JPEG', 500, 375)
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from imgclf.data.inspection import DECODABLE_FORMATS, inspect_bytes
+from imgclf.errors import UploadError
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_bytes: int = 10 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    max_side: int = 10_000
+    max_frames: int = 100
+
+
+@dataclass(frozen=True)
+class ImageUpload:
+    """A validated image: its bytes and what the checks learned about it."""
+
+    data: bytes
+    sha256: str
+    format: str
+    width: int
+    height: int
+    frames: int
+
+
+def validate_image(data: bytes, limits: UploadLimits) -> ImageUpload:
+    if not data:
+        raise UploadError("empty_file", "the file is empty")
+    if len(data) > limits.max_bytes:
+        raise UploadError("file_too_large", f"the file is {len(data)} bytes; the limit is {limits.max_bytes}", 413)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            header = Image.open(io.BytesIO(data))  # reads the header only
+    except UnidentifiedImageError:
+        raise UploadError("unsupported_format", "not an image (JPEG, PNG, GIF, BMP or WebP)", 415) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UploadError("image_too_large", "the image declares too many pixels", 422) from None
+    except Exception as error:  # Pillow raises many types on hostile headers
+        raise UploadError("corrupt_image", f"unreadable image header: {error}") from None
+    fmt = header.format or "unknown"
+    if fmt not in DECODABLE_FORMATS:
+        raise UploadError("unsupported_format", f"{fmt} images are not supported (JPEG, PNG, GIF, BMP or WebP)", 415)
+    width, height = header.size
+    if width > limits.max_side or height > limits.max_side or width * height > limits.max_pixels:
+        raise UploadError(
+            "image_too_large",
+            f"the image is {width}×{height}; the limits are {limits.max_side} px a side and {limits.max_pixels} pixels",
+            422,
+        )
+    frames = getattr(header, "n_frames", 1)
+    if frames > limits.max_frames:
+        raise UploadError("too_many_frames", f"the image has {frames} frames; the limit is {limits.max_frames}", 422)
+    info = inspect_bytes(Path("upload"), data)
+    if info.status == "truncated":
+        raise UploadError("truncated_image", f"the image is truncated: {info.error}")
+    if not info.usable:
+        raise UploadError("corrupt_image", f"the image does not decode: {info.error}")
+    return ImageUpload(data, info.sha256, fmt, width, height, frames)
