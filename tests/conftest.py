@@ -158,3 +158,16 @@ def database_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'imgclf.db'}"
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def redis_url():
+    """Redis on this machine (a unique key prefix per test is the caller's job)."""
+    import redis
+
+    url = os.environ.get("IMGCLF_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=5).ping()
+    except redis.exceptions.ConnectionError as error:
+        _require_service("Redis", error)
+    return url
