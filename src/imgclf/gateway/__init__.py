@@ -1,4 +1,6 @@
-"""The prediction API gateway (FastAPI): authentication, rate limits, validation, prediction log.
+"""The prediction API gateway: authentication, rate limits, validation, prediction log, reviews.
 
-Work in progress (issue 4): API keys are here; the HTTP app is not built yet.
+Built so far (issue 4, in progress): ``api_keys`` (hashed, scoped keys), ``rate_limit`` (token
+buckets in memory or Redis), ``validation`` (upload checks before the model). The FastAPI app,
+the model backends and the review queue are not built yet.
 """
