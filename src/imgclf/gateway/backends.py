@@ -1,0 +1,222 @@
+"""Where the gateway's images are classified: in-process, or a model server over TF Serving's protocol.
+
+- ``LocalBackend``: loads the registry's model in this process with ``imgclf serve``'s own
+  manager and batching engine (the embedded default).
+- ``GrpcBackend`` (``grpc://HOST:8500``) and ``RestBackend`` (``http://HOST:8501``): talk to
+  ``imgclf serve`` or a real TF Serving. gRPC reports the version that answered; over REST the
+  gateway asks for the newest AVAILABLE version and addresses it explicitly, so the answer and
+  the recorded version always agree.
+
+Every backend sends the export's ``serving_default`` input (``image_bytes``) and returns the
+class scores plus the version that produced them; class names and the decision threshold come
+from that version's model card in the registry (``assets.extra/model_card.json``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from imgclf.errors import ServingError
+
+INPUT = "image_bytes"
+
+
+@dataclass(frozen=True)
+class BackendAnswer:
+    model_name: str
+    model_version: int
+    scores: np.ndarray  # [images, classes]
+
+
+class ModelBackend(Protocol):
+    model_name: str
+
+    def classify(self, images: list[bytes], version: int | None = None, label: str | None = None) -> BackendAnswer: ...
+
+    def ready(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    classes: list[str]
+    threshold: float | None
+
+
+def read_model_card(registry: Path, name: str, version: int) -> ModelCard:
+    """Classes and threshold of one exported version (the registry is the source of truth)."""
+    path = Path(registry) / name / str(version) / "assets.extra" / "model_card.json"
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        message = f"no readable model card for {name} version {version}: {error}"
+        raise ServingError("FAILED_PRECONDITION", message) from None
+    threshold = card.get("decision", {}).get("threshold")
+    return ModelCard(list(card["classes"]), threshold)
+
+
+class LocalBackend:
+    """The registry's model served in this process by the model server's engine."""
+
+    def __init__(self, registry: Path, model_name: str, poll_seconds: float = 1.0) -> None:
+        from imgclf.serving.batching import BatchScheduler
+        from imgclf.serving.manager import ModelManager
+        from imgclf.serving.metrics import ServingMetrics
+        from imgclf.serving.options import BatchingParameters, ServerOptions, load_model_config
+        from imgclf.serving.predictor import Predictor
+
+        self.model_name = model_name
+        metrics = ServingMetrics()
+        options = ServerOptions(model_name=model_name, model_base_path=Path(registry) / model_name)
+        self._scheduler = BatchScheduler(BatchingParameters(max_batch_size=64, max_enqueued_batches=1000), metrics)
+        self._manager = ModelManager(load_model_config(options), metrics)
+        self._predictor = Predictor(self._manager, metrics, self._scheduler)
+        self._manager.poll_once()
+        self._manager.start_polling(poll_seconds)
+
+    def classify(self, images: list[bytes], version: int | None = None, label: str | None = None) -> BackendAnswer:
+        from imgclf.serving.predictor import ModelAddress
+
+        servable = self._predictor.servable(ModelAddress(self.model_name, version, label))
+        batch = np.empty(len(images), dtype=object)
+        batch[:] = images
+        outputs = self._predictor.predict(servable, "", {INPUT: batch}, ("scores",)).result(timeout=60)
+        return BackendAnswer(self.model_name, servable.version, outputs["scores"])
+
+    def ready(self) -> bool:
+        return self._manager.is_ready()
+
+    def close(self) -> None:
+        self._manager.stop()
+        self._scheduler.stop()
+
+
+class GrpcBackend:
+    """A model server's gRPC PredictionService (official stubs)."""
+
+    def __init__(self, target: str, model_name: str, timeout: float = 30) -> None:
+        import grpc
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        self.model_name = model_name
+        self.timeout = timeout
+        options = [("grpc.max_receive_message_length", 2**31 - 1), ("grpc.max_send_message_length", 2**31 - 1)]
+        self._channel = grpc.insecure_channel(target, options=options)
+        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+
+    def classify(self, images: list[bytes], version: int | None = None, label: str | None = None) -> BackendAnswer:
+        import grpc
+        from tensorflow_serving.apis import predict_pb2
+
+        from imgclf.serving.grpc_api import _to_numpy, to_tensor_proto
+
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = self.model_name
+        if version is not None:
+            request.model_spec.version.value = version
+        elif label:
+            request.model_spec.version_label = label
+        batch = np.empty(len(images), dtype=object)
+        batch[:] = images
+        request.inputs[INPUT].CopyFrom(to_tensor_proto(batch))
+        request.output_filter.append("scores")
+        try:
+            response = self._stub.Predict(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise ServingError(error.code().name, error.details() or str(error.code())) from None
+        return BackendAnswer(self.model_name, response.model_spec.version.value, _to_numpy(response.outputs["scores"]))
+
+    def ready(self) -> bool:
+        import grpc
+        from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+        try:
+            status = model_service_pb2_grpc.ModelServiceStub(self._channel).GetModelStatus(
+                get_model_status_pb2.GetModelStatusRequest(model_spec={"name": self.model_name}), timeout=2
+            )
+        except grpc.RpcError:
+            return False
+        return any(s.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE for s in status.model_version_status)
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+class RestBackend:
+    """A model server's REST API; versions are resolved first so the answering version is known."""
+
+    def __init__(self, base_url: str, model_name: str, timeout: float = 30, version_ttl: float = 1.0) -> None:
+        import httpx
+
+        self.model_name = model_name
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout)
+        self._version_ttl = version_ttl
+        self._latest: tuple[float, int] | None = None
+
+    def _request(self, method: str, path: str, **kwargs):  # type: ignore[no-untyped-def]
+        import httpx
+
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as error:
+            raise ServingError("UNAVAILABLE", f"model server unreachable: {error}") from None
+        if response.status_code != 200:
+            code = {404: "NOT_FOUND", 400: "INVALID_ARGUMENT", 503: "UNAVAILABLE"}.get(response.status_code, "INTERNAL")
+            try:
+                message = response.json()["error"]
+            except (ValueError, KeyError):
+                message = response.text[:200]
+            raise ServingError(code, message)
+        return response.json()
+
+    def latest_version(self) -> int:
+        now = time.monotonic()
+        if self._latest is None or now - self._latest[0] > self._version_ttl:
+            status = self._request("GET", f"/v1/models/{self.model_name}")
+            available = [int(s["version"]) for s in status["model_version_status"] if s["state"] == "AVAILABLE"]
+            if not available:
+                raise ServingError("UNAVAILABLE", f"no AVAILABLE version of {self.model_name}")
+            self._latest = (now, max(available))
+        return self._latest[1]
+
+    def classify(self, images: list[bytes], version: int | None = None, label: str | None = None) -> BackendAnswer:
+        if label:
+            metadata = self._request("GET", f"/v1/models/{self.model_name}/labels/{label}/metadata")
+            version = int(metadata["model_spec"]["version"])
+        if version is None:
+            version = self.latest_version()
+        body = {"instances": [{"b64": base64.b64encode(image).decode()} for image in images]}
+        answer = self._request("POST", f"/v1/models/{self.model_name}/versions/{version}:predict", json=body)
+        scores = np.array([row["scores"] for row in answer["predictions"]], dtype=np.float32)
+        return BackendAnswer(self.model_name, version, scores)
+
+    def ready(self) -> bool:
+        try:
+            self.latest_version()
+        except ServingError:
+            return False
+        return True
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def create_backend(spec: str, registry: Path, model_name: str) -> ModelBackend:
+    """``local``, ``grpc://HOST:PORT`` or ``http(s)://HOST:PORT``."""
+    if spec == "local":
+        return LocalBackend(registry, model_name)
+    if spec.startswith("grpc://"):
+        return GrpcBackend(spec.removeprefix("grpc://"), model_name)
+    if spec.startswith(("http://", "https://")):
+        return RestBackend(spec, model_name)
+    from imgclf.errors import ConfigError
+
+    raise ConfigError(f"backend must be local, grpc://HOST:PORT or http://HOST:PORT (got {spec!r})")

@@ -1,0 +1,71 @@
+"""The three model backends give the same scores for the same images, and say which version answered."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from imgclf.errors import ServingError
+from imgclf.export.inference import ExportedModel
+from imgclf.export.savedmodel import export_run
+from imgclf.gateway.backends import GrpcBackend, LocalBackend, RestBackend, create_backend, read_model_card
+from tests.serving.conftest import running_server
+
+
+@pytest.fixture(scope="module")
+def registry(shapes_run, tmp_path_factory):
+    registry = tmp_path_factory.mktemp("gateway_registry")
+    export_run(shapes_run.path, registry, "shapes")
+    return registry
+
+
+@pytest.fixture(scope="module")
+def images(shapes_dir) -> list[bytes]:
+    return [p.read_bytes() for p in sorted(shapes_dir.rglob("*.png"))[:3]]
+
+
+def test_local_and_remote_backends_agree(registry, images):
+    expected = ExportedModel.load(registry / "shapes").predict_bytes(images)["scores"]
+    local = LocalBackend(registry, "shapes")
+    try:
+        answer = local.classify(images)
+        assert local.ready() and (answer.model_name, answer.model_version) == ("shapes", 1)
+        np.testing.assert_allclose(answer.scores, expected, atol=1e-5)
+        with pytest.raises(ServingError) as missing:
+            local.classify(images, version=9)
+        assert missing.value.code == "NOT_FOUND"
+    finally:
+        local.close()
+    with running_server(model_name="shapes", model_base_path=registry / "shapes", enable_batching=True) as server:
+        for backend in (
+            GrpcBackend(f"127.0.0.1:{server.server.grpc_port}", "shapes"),
+            RestBackend(server.url, "shapes"),
+        ):
+            try:
+                answer = backend.classify(images)
+                assert backend.ready() and answer.model_version == 1
+                np.testing.assert_allclose(answer.scores, expected, atol=1e-5)
+                with pytest.raises(ServingError) as missing:
+                    backend.classify(images, version=9)
+                assert missing.value.code == "NOT_FOUND"
+            finally:
+                backend.close()
+
+
+def test_unreachable_model_server_is_unavailable_not_a_crash(registry, images):
+    for backend in (GrpcBackend("127.0.0.1:1", "shapes", timeout=2), RestBackend("http://127.0.0.1:1", "shapes")):
+        assert not backend.ready()
+        with pytest.raises(ServingError) as caught:
+            backend.classify(images)
+        assert caught.value.code == "UNAVAILABLE"
+        backend.close()
+
+
+def test_model_card_and_backend_spec(registry, shapes_run):
+    card = read_model_card(registry, "shapes", 1)
+    assert card.classes == shapes_run.read_labels()
+    assert card.threshold is None  # three classes: no binary threshold
+    from imgclf.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="backend must be"):
+        create_backend("ftp://x", registry, "shapes")
