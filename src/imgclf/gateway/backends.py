@@ -67,20 +67,20 @@ class LocalBackend:
     """The registry's model served in this process by the model server's engine."""
 
     def __init__(self, registry: Path, model_name: str, poll_seconds: float = 1.0) -> None:
-        from imgclf.serving.batching import BatchScheduler
-        from imgclf.serving.manager import ModelManager
         from imgclf.serving.metrics import ServingMetrics
-        from imgclf.serving.options import BatchingParameters, ServerOptions, load_model_config
-        from imgclf.serving.predictor import Predictor
+        from imgclf.serving.options import BatchingParameters, ServerOptions
+        from imgclf.serving.predictor import build_predictor
 
         self.model_name = model_name
-        metrics = ServingMetrics()
-        options = ServerOptions(model_name=model_name, model_base_path=Path(registry) / model_name)
-        self._scheduler = BatchScheduler(BatchingParameters(max_batch_size=64, max_enqueued_batches=1000), metrics)
-        self._manager = ModelManager(load_model_config(options), metrics)
-        self._predictor = Predictor(self._manager, metrics, self._scheduler)
-        self._manager.poll_once()
-        self._manager.start_polling(poll_seconds)
+        options = ServerOptions(
+            model_name=model_name,
+            model_base_path=Path(registry) / model_name,
+            enable_batching=True,
+            batching_parameters=BatchingParameters(max_batch_size=64, max_enqueued_batches=1000),
+        )
+        self._predictor = build_predictor(options, ServingMetrics())
+        self._predictor.manager.poll_once()
+        self._predictor.manager.start_polling(poll_seconds)
 
     def classify(self, images: list[bytes], version: int | None = None, label: str | None = None) -> BackendAnswer:
         from imgclf.serving.predictor import ModelAddress
@@ -92,11 +92,10 @@ class LocalBackend:
         return BackendAnswer(self.model_name, servable.version, outputs["scores"])
 
     def ready(self) -> bool:
-        return self._manager.is_ready()
+        return self._predictor.manager.is_ready()
 
     def close(self) -> None:
-        self._manager.stop()
-        self._scheduler.stop()
+        self._predictor.close()
 
 
 class GrpcBackend:
@@ -116,7 +115,7 @@ class GrpcBackend:
         import grpc
         from tensorflow_serving.apis import predict_pb2
 
-        from imgclf.serving.grpc_api import _to_numpy, to_tensor_proto
+        from imgclf.serving.grpc_api import to_numpy, to_tensor_proto
 
         request = predict_pb2.PredictRequest()
         request.model_spec.name = self.model_name
@@ -132,7 +131,7 @@ class GrpcBackend:
             response = self._stub.Predict(request, timeout=self.timeout)
         except grpc.RpcError as error:
             raise ServingError(error.code().name, error.details() or str(error.code())) from None
-        return BackendAnswer(self.model_name, response.model_spec.version.value, _to_numpy(response.outputs["scores"]))
+        return BackendAnswer(self.model_name, response.model_spec.version.value, to_numpy(response.outputs["scores"]))
 
     def ready(self) -> bool:
         import grpc

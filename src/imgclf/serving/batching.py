@@ -89,6 +89,7 @@ class BatchScheduler:
         self._queues: dict[Hashable, _Queue] = {}
         self._round_robin = itertools.count()
         self._stopping = False
+        self._wait: float | None = None  # how long an idle worker sleeps; set by _next_batch
         self._threads = [
             threading.Thread(target=self._work, name=f"{params.thread_pool_name}-{index}", daemon=True)
             for index in range(params.num_batch_threads)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from functools import partial
 
 import grpc
 import numpy as np
@@ -84,7 +85,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         servable = self.predictor.servable(address_of(request.model_spec))
         signature_name = request.model_spec.signature_name
         servable.signature(signature_name)  # FAILED_PRECONDITION for an unknown signature, before decoding
-        inputs = {alias: _to_numpy(proto) for alias, proto in request.inputs.items()}
+        inputs = {alias: to_numpy(proto) for alias, proto in request.inputs.items()}
         future = self.predictor.predict(servable, signature_name, inputs, tuple(request.output_filter))
         outputs = _result(future, context)
         response = predict_pb2.PredictResponse()
@@ -94,26 +95,22 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     def Classify(self, request, context):  # type: ignore[no-untyped-def]
-        return self._measure("Classify", request, context, self._classify)
-
-    def _classify(self, request, context) -> classification_pb2.ClassificationResponse:  # type: ignore[no-untyped-def]
-        servable = self.predictor.servable(address_of(request.model_spec))
-        signature_name = request.model_spec.signature_name
-        result = _result(self.predictor.classify(servable, signature_name, _examples(request.input)), context)
-        response = classification_pb2.ClassificationResponse(result=result)
-        _fill_spec(response.model_spec, servable, signature_name)
-        return response
+        handler = partial(
+            self._examples, run=self.predictor.classify, response=classification_pb2.ClassificationResponse
+        )
+        return self._measure("Classify", request, context, handler)
 
     def Regress(self, request, context):  # type: ignore[no-untyped-def]
-        return self._measure("Regress", request, context, self._regress)
+        handler = partial(self._examples, run=self.predictor.regress, response=regression_pb2.RegressionResponse)
+        return self._measure("Regress", request, context, handler)
 
-    def _regress(self, request, context) -> regression_pb2.RegressionResponse:  # type: ignore[no-untyped-def]
+    def _examples(self, request, context, run, response):  # type: ignore[no-untyped-def]
+        """Classify or Regress: tf.Examples in, a result message out."""
         servable = self.predictor.servable(address_of(request.model_spec))
         signature_name = request.model_spec.signature_name
-        result = _result(self.predictor.regress(servable, signature_name, _examples(request.input)), context)
-        response = regression_pb2.RegressionResponse(result=result)
-        _fill_spec(response.model_spec, servable, signature_name)
-        return response
+        message = response(result=_result(run(servable, signature_name, _examples(request.input)), context))
+        _fill_spec(message.model_spec, servable, signature_name)
+        return message
 
     def MultiInference(self, request, context):  # type: ignore[no-untyped-def]
         try:
@@ -139,10 +136,9 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         self.reload_config = reload_config
 
     def GetModelStatus(self, request, context):  # type: ignore[no-untyped-def]
-        spec = request.model_spec
-        version = spec.version.value if spec.WhichOneof("version_choice") == "version" else None
+        address = address_of(request.model_spec)  # a label is ignored, as TF Serving does
         try:
-            return model_status(self.manager, spec.name, version)
+            return model_status(self.manager, address.name, address.version)
         except ServingError as error:
             _abort(context, error)
 
@@ -163,7 +159,7 @@ def _code_number(code: str) -> int:
     return error_codes_pb2.Code.Value(code)
 
 
-def _to_numpy(proto) -> np.ndarray:  # type: ignore[no-untyped-def]
+def to_numpy(proto) -> np.ndarray:  # type: ignore[no-untyped-def]
     """A TensorProto as numpy; strings and ``tensor_content`` without ``tf.make_ndarray``'s overhead."""
     shape = [dim.size for dim in proto.tensor_shape.dim]
     try:

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 ModelConfig = model_server_config_pb2.ModelConfig
 VersionPolicy = file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy
 
-START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
+START, LOADING, AVAILABLE, END = "START", "LOADING", "AVAILABLE", "END"
 
 
 @dataclass
@@ -287,8 +287,7 @@ class ModelManager:
             self.metrics.warmup_latency.labels(str(servable.path), "OK").observe((time.perf_counter() - started) * 1e6)
 
     def _unload(self, name: str, status: VersionStatus) -> None:
-        with self._lock:
-            status.state = UNLOADING
+        with self._lock:  # UNLOADING is never observable: dropping the reference is instant
             status.servable = None  # in-flight requests keep their own reference until they finish
             status.state = END
         if self.on_unload is not None:

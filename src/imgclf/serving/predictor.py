@@ -15,11 +15,12 @@ import tensorflow as tf
 from tensorflow.core.example import example_pb2
 from tensorflow_serving.apis import classification_pb2, inference_pb2, regression_pb2
 
-from imgclf.errors import ServingError
+from imgclf.errors import ConfigError, ServingError
 from imgclf.serving.batching import BatchScheduler, Tensors
 from imgclf.serving.json_tensors import dtype_name
 from imgclf.serving.manager import ModelManager
 from imgclf.serving.metrics import ServingMetrics
+from imgclf.serving.options import BatchingParameters, ServerOptions, load_model_config
 from imgclf.serving.servable import DEFAULT_SIGNATURE, ServableVersion, Signature
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
@@ -207,9 +208,34 @@ class Predictor:
             results.append(result)
         return results
 
-    def close(self) -> None:
+    def close(self, timeout: float = 30) -> None:
+        """Run what is queued, then stop batching, polling and the worker threads."""
+        if self.scheduler is not None:
+            self.scheduler.stop(timeout)
+        self.manager.stop()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
+
+
+def build_predictor(options: ServerOptions, metrics: ServingMetrics) -> Predictor:
+    """The serving engine (manager, batching when enabled, predictor) wired together.
+
+    ``imgclf serve`` puts REST and gRPC in front of it; the gateway's local backend calls it directly.
+    """
+    scheduler = None
+    if options.enable_batching:
+        scheduler = BatchScheduler(options.batching_parameters or BatchingParameters(), metrics)
+    elif options.batching_parameters is not None:
+        raise ConfigError("--batching-parameters-file needs --enable-batching")
+    manager = ModelManager(
+        load_model_config(options),
+        metrics,
+        enable_warmup=options.enable_model_warmup,
+        warmup_iterations=options.num_request_iterations_for_warmup,
+        on_unload=lambda name, version: predictor.forget(name, version),
+    )
+    predictor = Predictor(manager, metrics, scheduler)
+    return predictor
 
 
 def serialized_examples(examples: list[example_pb2.Example], context: example_pb2.Example | None) -> np.ndarray:

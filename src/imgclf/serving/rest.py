@@ -30,6 +30,7 @@ from imgclf.errors import ServingError
 from imgclf.serving import json_tensors
 from imgclf.serving.model_info import metadata_json, model_status, status_json
 from imgclf.serving.predictor import ModelAddress, Predictor, serialized_examples
+from imgclf.serving.servable import DEFAULT_SIGNATURE
 from imgclf.serving.status import http_status
 
 log = logging.getLogger(__name__)
@@ -56,15 +57,17 @@ def _address(name: str, version: str | None, label: str | None) -> ModelAddress:
 class RestApi:
     """The handlers; ``app`` is the ASGI application."""
 
-    def __init__(self, predictor: Predictor, timeout_seconds: float, metrics_enabled: bool = True) -> None:
+    def __init__(self, predictor: Predictor, timeout_seconds: float) -> None:
         self.predictor = predictor
         self.manager = predictor.manager
         self.metrics = predictor.metrics
         self.timeout = timeout_seconds
-        routes = [Route("/healthz", self.live), Route("/readyz", self.ready)]
-        if metrics_enabled:
-            routes.append(Route(METRICS_PATH, self.prometheus))
-        routes.append(Route("/{path:path}", self.v1, methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]))
+        routes = [
+            Route("/healthz", self.live),
+            Route("/readyz", self.ready),
+            Route(METRICS_PATH, self.prometheus),
+            Route("/{path:path}", self.v1, methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]),
+        ]
         self.app = Starlette(routes=routes)
 
     async def live(self, request: Request) -> Response:
@@ -118,11 +121,11 @@ class RestApi:
             document = json_tensors.parse_body(body)
             signature_name = json_tensors.signature_name(document)
             if verb == "predict":
-                signature = servable.signatures.get(signature_name or "serving_default")
-                if signature is None:
+                key = signature_name or DEFAULT_SIGNATURE
+                signature = servable.signatures.get(key)
+                if signature is None:  # REST checks before decoding, with its own message (TF Serving's GetInfoMap)
                     raise ServingError(
-                        "INVALID_ARGUMENT",
-                        f'Serving signature name: "{signature_name or "serving_default"}" not found in signature def',
+                        "INVALID_ARGUMENT", f'Serving signature name: "{key}" not found in signature def'
                     )
                 inputs, request_format = json_tensors.predict_inputs(document, signature.inputs)
                 outputs = await self._wait(self.predictor.predict(servable, signature_name, inputs))

@@ -7,13 +7,11 @@ imgclf's preprocessing: an export carries its own decode-and-resize graph.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
@@ -39,10 +37,6 @@ class TensorSpec:
         if not info.tensor_shape.unknown_rank:
             shape = tuple(None if dim.size < 0 else dim.size for dim in info.tensor_shape.dim)
         return cls(alias, tf.dtypes.as_dtype(info.dtype), shape)
-
-    @property
-    def dtype_name(self) -> str:
-        return types_pb2.DataType.Name(self.dtype.as_datatype_enum)
 
 
 @dataclass(frozen=True)
@@ -131,7 +125,6 @@ class ServableVersion:
     def warm_up(self, iterations: int = 1) -> int:
         """Replay the warmup Predict requests; returns how many ran. Raises on the first failure."""
         count = 0
-        started = time.perf_counter()
         for log in self.warmup_requests():
             if log.WhichOneof("log_type") != "predict_log":
                 raise ServingError("UNIMPLEMENTED", "Only Predict warmup requests are supported")
@@ -140,5 +133,4 @@ class ServableVersion:
             for _ in range(iterations):
                 self.run(request.model_spec.signature_name, inputs)
                 count += 1
-        self.warmup_seconds = time.perf_counter() - started
         return count

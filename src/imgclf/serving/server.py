@@ -20,13 +20,10 @@ import threading
 import tensorflow as tf
 import uvicorn
 
-from imgclf.errors import ConfigError
-from imgclf.serving.batching import BatchScheduler
 from imgclf.serving.grpc_api import build_grpc_server, set_health
-from imgclf.serving.manager import ModelManager
 from imgclf.serving.metrics import ServingMetrics
-from imgclf.serving.options import BatchingParameters, ServerOptions, load_model_config, parse_model_config, read_text
-from imgclf.serving.predictor import Predictor
+from imgclf.serving.options import ServerOptions, parse_model_config, read_text
+from imgclf.serving.predictor import build_predictor
 from imgclf.serving.rest import RestApi
 
 log = logging.getLogger(__name__)
@@ -63,19 +60,8 @@ class ModelServer:
         self.options = options
         configure_tensorflow_threads(options.tensorflow_intra_op_parallelism, options.tensorflow_inter_op_parallelism)
         self.metrics = ServingMetrics()
-        self.scheduler = None
-        if options.enable_batching:
-            self.scheduler = BatchScheduler(options.batching_parameters or BatchingParameters(), self.metrics)
-        elif options.batching_parameters is not None:
-            raise ConfigError("--batching-parameters-file needs --enable-batching")
-        self.manager = ModelManager(
-            load_model_config(options),
-            self.metrics,
-            enable_warmup=options.enable_model_warmup,
-            warmup_iterations=options.num_request_iterations_for_warmup,
-            on_unload=self._forget,
-        )
-        self.predictor = Predictor(self.manager, self.metrics, self.scheduler)
+        self.predictor = build_predictor(options, self.metrics)
+        self.manager = self.predictor.manager
         self.rest = RestApi(self.predictor, options.rest_api_timeout_in_ms / 1000)
         self.grpc, self.health, self.grpc_port = build_grpc_server(
             self.predictor, self.manager.reload_config, options.grpc_port, options.host, options.grpc_max_threads
@@ -89,9 +75,6 @@ class ModelServer:
         self._stopping = threading.Event()
         self._grpc_stopped: threading.Event | None = None
         self._threads: list[threading.Thread] = []
-
-    def _forget(self, name: str, version: int) -> None:
-        self.predictor.forget(name, version)
 
     def start(self) -> None:
         """Load the configured models, start polling, open the gRPC port (REST opens in ``serve``)."""
@@ -129,11 +112,8 @@ class ModelServer:
         if self._grpc_stopped is not None:
             self._grpc_stopped.wait(self.options.shutdown_grace_seconds + 1)
         log.debug("gRPC stopped")
-        if self.scheduler is not None:
-            self.scheduler.stop(self.options.shutdown_grace_seconds)
+        self.predictor.close(self.options.shutdown_grace_seconds)
         log.debug("batching stopped")
-        self.manager.stop()
-        self.predictor.close()
         for thread in self._threads:
             thread.join(timeout=5)
         log.info("stopped")

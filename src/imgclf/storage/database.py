@@ -15,7 +15,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, inspect
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -58,6 +58,5 @@ def table_names(engine: Engine) -> list[str]:
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """One transaction: committed when the block ends, rolled back if it raises."""
-    factory = sessionmaker(engine, expire_on_commit=False)
-    with factory() as session, session.begin():
+    with Session(engine, expire_on_commit=False) as session, session.begin():
         yield session
