@@ -7,6 +7,7 @@ Heavy imports (TensorFlow) happen inside commands so ``imgclf --help`` stays fas
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import sys
@@ -30,6 +31,8 @@ data_app = typer.Typer(help="Check and split datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 keys_app = typer.Typer(help="Create, list and revoke the gateway's API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+reviews_app = typer.Typer(help="Work with the gateway's review queue.", no_args_is_help=True)
+app.add_typer(reviews_app, name="reviews")
 console = Console()
 
 
@@ -363,6 +366,39 @@ def demo(
     run_demo(out, report=console.print)
 
 
+# ---------------------------------------------------------------- gateway
+
+
+@app.command()
+def gateway(
+    registry: Annotated[
+        Path | None, typer.Option(help="Model registry (default IMGCLF_REGISTRY or ./registry).")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model name in the registry (default: its only model).")] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(help="local (in-process), http://HOST:8501 or grpc://HOST:8500 (imgclf serve or TF Serving)."),
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+) -> None:
+    """Run the prediction API: keys, rate limits, validation, prediction log, review queue.
+
+    Everything else comes from IMGCLF_* environment variables (database, Redis, limits...); see
+    the README's gateway section.
+    """
+    from imgclf.config import GatewaySettings
+    from imgclf.gateway.server import run_gateway
+
+    overrides = {"registry": registry, "model_name": model, "backend": backend, "host": host, "port": port}
+    settings = GatewaySettings(**{k: v for k, v in overrides.items() if v is not None})
+    if not settings.registry.is_dir():
+        from imgclf.errors import ConfigError
+
+        raise ConfigError(f"registry {settings.registry} is not a directory (use --registry)")
+    run_gateway(settings)
+
+
 # ---------------------------------------------------------------- keys
 
 
@@ -405,6 +441,29 @@ def keys_revoke(key: Annotated[str, typer.Argument(help="The key's prefix (ik_xx
     from imgclf.gateway.api_keys import revoke_key
 
     console.print(f"Revoked {revoke_key(_gateway_database(), key).prefix}")
+
+
+# ---------------------------------------------------------------- reviews
+
+
+@reviews_app.command("export")
+def reviews_export(
+    out: Annotated[Path, typer.Option(help="CSV manifest to write (path,label), for imgclf train.")],
+    since: Annotated[
+        datetime.datetime | None, typer.Option(help="Only reviews made at or after this time (UTC).")
+    ] = None,
+) -> None:
+    """Write reviewed images and their labels as a CSV manifest that imgclf train accepts."""
+    from imgclf.config import GatewaySettings
+    from imgclf.gateway.review_export import export_reviews
+    from imgclf.storage.image_store import ImageStore
+
+    settings = GatewaySettings()
+    summary = export_reviews(_gateway_database(), ImageStore(settings.image_store_dir), out, since)
+    console.print(
+        f"Wrote {summary.rows} reviewed image(s) in {len(summary.labels)} class(es) to {out}"
+        + (f"; {summary.missing_images} image(s) no longer in the store were skipped" if summary.missing_images else "")
+    )
 
 
 # ---------------------------------------------------------------- entry point

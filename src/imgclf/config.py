@@ -85,7 +85,15 @@ class GatewaySettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="IMGCLF_", env_file=".env", extra="ignore")
 
+    registry: Path = Path("registry")
+    model_name: str | None = None  # None: the registry's only model
+    backend: str = "local"  # local, grpc://HOST:8500 or http://HOST:8501
+    backend_timeout_seconds: float = Field(30, gt=0)
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
     database_url: str = "sqlite:///imgclf.db"
+    spool_dir: Path = Path("imgclf_spool")  # prediction records wait here while the database is down
+    spool_retry_seconds: float = Field(2.0, gt=0)
     redis_url: str | None = None
     image_store_dir: Path = Path("imgclf_images")
     image_retention_days: int = Field(90, ge=0)  # 0 keeps images forever
@@ -97,3 +105,15 @@ class GatewaySettings(BaseSettings):
     max_image_side: int = Field(10_000, ge=1)
     rate_limit_per_minute: float = Field(600, gt=0)
     rate_limit_burst: int = Field(60, ge=1)
+    max_request_bytes: int | None = Field(None, ge=1)  # None: room for the image limits, base64 included
+    auth_cache_seconds: float = Field(30, ge=0)  # how long a checked key is trusted without the database
+    retry_after_seconds: int = Field(5, ge=1)  # told to clients when the model backend is unavailable
+    shutdown_grace_seconds: float = Field(30, ge=0)
+    log_level: str = "info"
+
+    @property
+    def request_body_limit(self) -> int:
+        """The most bytes one request body may have (checked while it streams in)."""
+        if self.max_request_bytes is not None:
+            return self.max_request_bytes
+        return self.max_upload_bytes * self.max_images_per_request * 4 // 3 + 64 * 1024

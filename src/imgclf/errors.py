@@ -1,7 +1,8 @@
 """The project's exception types.
 
-Library code raises these; the CLI (and later the HTTP layer) maps them to output: one readable
-line and a non-zero exit on the command line. Anything else escaping is a bug.
+Library code raises these; the edges map them to output: one readable line and a non-zero exit
+on the command line (``imgclf.cli``), a status code and ``{"error": {"code", "message",
+"request_id"}}`` over HTTP (``imgclf.gateway.errors``). Anything else escaping is a bug.
 """
 
 from __future__ import annotations
@@ -59,3 +60,15 @@ class UploadError(ImgclfError):
         self.code = code
         self.message = message
         self.status = status
+
+
+class NotFoundError(ImgclfError):
+    """A requested record does not exist (or is not visible to the caller)."""
+
+
+class InvalidCursorError(ImgclfError):
+    """A pagination cursor that this server did not hand out."""
+
+
+class DatabaseUnavailableError(ImgclfError):
+    """The database does not answer and the request cannot be served without it."""

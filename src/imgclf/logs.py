@@ -6,6 +6,10 @@ import json
 import logging
 import sys
 import time
+from contextvars import ContextVar
+
+# The current request's id; set by the gateway's middleware, copied into threads by anyio.
+request_id_var: ContextVar[str | None] = ContextVar("imgclf_request_id", default=None)
 
 
 class JsonFormatter(logging.Formatter):
@@ -16,7 +20,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key in ("request_id", "model_name", "version"):
+        request_id = getattr(record, "request_id", None) or request_id_var.get()
+        if request_id:
+            entry["request_id"] = request_id
+        for key in ("model_name", "version", "method", "path", "status", "duration_ms"):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
         if record.exc_info:

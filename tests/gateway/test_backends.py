@@ -25,12 +25,14 @@ def images(shapes_dir) -> list[bytes]:
 
 
 def test_local_and_remote_backends_agree(registry, images):
-    expected = ExportedModel.load(registry / "shapes").predict_bytes(images)["scores"]
+    offline = ExportedModel.load(registry / "shapes").predict_bytes(images)
+    expected = offline["scores"]
     local = LocalBackend(registry, "shapes")
     try:
         answer = local.classify(images)
         assert local.ready() and (answer.model_name, answer.model_version) == ("shapes", 1)
         np.testing.assert_allclose(answer.scores, expected, atol=1e-5)
+        np.testing.assert_array_equal(answer.class_ids, offline["class_ids"])
         with pytest.raises(ServingError) as missing:
             local.classify(images, version=9)
         assert missing.value.code == "NOT_FOUND"
@@ -45,6 +47,7 @@ def test_local_and_remote_backends_agree(registry, images):
                 answer = backend.classify(images)
                 assert backend.ready() and answer.model_version == 1
                 np.testing.assert_allclose(answer.scores, expected, atol=1e-5)
+                np.testing.assert_array_equal(answer.class_ids, offline["class_ids"])
                 with pytest.raises(ServingError) as missing:
                     backend.classify(images, version=9)
                 assert missing.value.code == "NOT_FOUND"

@@ -8,7 +8,8 @@
   the recorded version always agree.
 
 Every backend sends the export's ``serving_default`` input (``image_bytes``) and returns the
-class scores plus the version that produced them; class names and the decision threshold come
+class scores and the export's own decision (``class_ids``: argmax, or the binary threshold baked in
+at export) plus the version that produced them; class names and the decision threshold come
 from that version's model card in the registry (``assets.extra/model_card.json``).
 """
 
@@ -26,6 +27,7 @@ import numpy as np
 from imgclf.errors import ServingError
 
 INPUT = "image_bytes"
+OUTPUTS = ("scores", "class_ids")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class BackendAnswer:
     model_name: str
     model_version: int
     scores: np.ndarray  # [images, classes]
+    class_ids: np.ndarray  # [images]: the export's decision
 
 
 class ModelBackend(Protocol):
@@ -66,12 +69,13 @@ def read_model_card(registry: Path, name: str, version: int) -> ModelCard:
 class LocalBackend:
     """The registry's model served in this process by the model server's engine."""
 
-    def __init__(self, registry: Path, model_name: str, poll_seconds: float = 1.0) -> None:
+    def __init__(self, registry: Path, model_name: str, poll_seconds: float = 1.0, timeout: float = 30) -> None:
         from imgclf.serving.metrics import ServingMetrics
         from imgclf.serving.options import BatchingParameters, ServerOptions
         from imgclf.serving.predictor import build_predictor
 
         self.model_name = model_name
+        self.timeout = timeout
         options = ServerOptions(
             model_name=model_name,
             model_base_path=Path(registry) / model_name,
@@ -88,8 +92,12 @@ class LocalBackend:
         servable = self._predictor.servable(ModelAddress(self.model_name, version, label))
         batch = np.empty(len(images), dtype=object)
         batch[:] = images
-        outputs = self._predictor.predict(servable, "", {INPUT: batch}, ("scores",)).result(timeout=60)
-        return BackendAnswer(self.model_name, servable.version, outputs["scores"])
+        future = self._predictor.predict(servable, "", {INPUT: batch}, OUTPUTS)
+        try:
+            outputs = future.result(timeout=self.timeout)
+        except TimeoutError:
+            raise ServingError("DEADLINE_EXCEEDED", f"no answer within {self.timeout} s") from None
+        return BackendAnswer(self.model_name, servable.version, outputs["scores"], outputs["class_ids"])
 
     def ready(self) -> bool:
         return self._predictor.manager.is_ready()
@@ -126,12 +134,15 @@ class GrpcBackend:
         batch = np.empty(len(images), dtype=object)
         batch[:] = images
         request.inputs[INPUT].CopyFrom(to_tensor_proto(batch))
-        request.output_filter.append("scores")
+        request.output_filter.extend(OUTPUTS)
         try:
             response = self._stub.Predict(request, timeout=self.timeout)
         except grpc.RpcError as error:
             raise ServingError(error.code().name, error.details() or str(error.code())) from None
-        return BackendAnswer(self.model_name, response.model_spec.version.value, to_numpy(response.outputs["scores"]))
+        outputs = {name: to_numpy(response.outputs[name]) for name in OUTPUTS}
+        return BackendAnswer(
+            self.model_name, response.model_spec.version.value, outputs["scores"], outputs["class_ids"]
+        )
 
     def ready(self) -> bool:
         import grpc
@@ -194,8 +205,9 @@ class RestBackend:
             version = self.latest_version()
         body = {"instances": [{"b64": base64.b64encode(image).decode()} for image in images]}
         answer = self._request("POST", f"/v1/models/{self.model_name}/versions/{version}:predict", json=body)
-        scores = np.array([row["scores"] for row in answer["predictions"]], dtype=np.float32)
-        return BackendAnswer(self.model_name, version, scores)
+        rows = answer["predictions"]
+        scores = np.array([row["scores"] for row in rows], dtype=np.float32)
+        return BackendAnswer(self.model_name, version, scores, np.array([row["class_ids"] for row in rows]))
 
     def ready(self) -> bool:
         try:
@@ -208,14 +220,14 @@ class RestBackend:
         self._http.close()
 
 
-def create_backend(spec: str, registry: Path, model_name: str) -> ModelBackend:
+def create_backend(spec: str, registry: Path, model_name: str, timeout: float = 30) -> ModelBackend:
     """``local``, ``grpc://HOST:PORT`` or ``http(s)://HOST:PORT``."""
     if spec == "local":
-        return LocalBackend(registry, model_name)
+        return LocalBackend(registry, model_name, timeout=timeout)
     if spec.startswith("grpc://"):
-        return GrpcBackend(spec.removeprefix("grpc://"), model_name)
+        return GrpcBackend(spec.removeprefix("grpc://"), model_name, timeout=timeout)
     if spec.startswith(("http://", "https://")):
-        return RestBackend(spec, model_name)
+        return RestBackend(spec, model_name, timeout=timeout)
     from imgclf.errors import ConfigError
 
     raise ConfigError(f"backend must be local, grpc://HOST:PORT or http://HOST:PORT (got {spec!r})")

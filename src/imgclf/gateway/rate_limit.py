@@ -3,7 +3,8 @@
 Each API key gets ``burst`` tokens, refilled at ``rate`` per second; a request takes one, and
 with none left it is refused with the seconds until the next token (the gateway's 429 and
 ``Retry-After``). In memory by default; with ``IMGCLF_REDIS_URL`` every gateway worker shares one
-bucket per key, updated atomically by a Lua script that uses Redis' own clock.
+bucket per key, updated atomically by a Lua script that uses Redis' own clock. If Redis does not
+answer, requests are allowed (and a warning logged): the limiter never takes the service down.
 
 Example:
     >>> limiter = MemoryRateLimiter(rate=10, burst=20)
@@ -13,12 +14,15 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,14 @@ class RedisRateLimiter:
         self._ttl = max(1, math.ceil(burst / rate) + 1)
 
     def acquire(self, key: str) -> Decision:
-        allowed, retry, remaining = self._script(keys=[self.prefix + key], args=[self.rate, self.burst, self._ttl])
+        import redis
+
+        try:
+            allowed, retry, remaining = self._script(keys=[self.prefix + key], args=[self.rate, self.burst, self._ttl])
+        except redis.RedisError as error:
+            # Fail open: an outage of the limiter must not become an outage of the service.
+            log.warning("rate limiter unavailable, request allowed: %s", error)
+            return Decision(True, 0.0, -1.0)
         return Decision(bool(int(allowed)), float(retry), float(remaining))
 
 
@@ -92,5 +103,6 @@ def create_rate_limiter(rate_per_minute: float, burst: int, redis_url: str | Non
     if redis_url:
         import redis
 
-        return RedisRateLimiter(redis.Redis.from_url(redis_url), rate_per_minute / 60, burst)
+        client = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
+        return RedisRateLimiter(client, rate_per_minute / 60, burst)
     return MemoryRateLimiter(rate_per_minute / 60, burst)

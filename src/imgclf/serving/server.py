@@ -25,6 +25,7 @@ from imgclf.serving.metrics import ServingMetrics
 from imgclf.serving.options import ServerOptions, parse_model_config, read_text
 from imgclf.serving.predictor import build_predictor
 from imgclf.serving.rest import RestApi
+from imgclf.uvicorn_server import DrainingServer
 
 log = logging.getLogger(__name__)
 
@@ -38,21 +39,6 @@ def configure_tensorflow_threads(intra_op: int, inter_op: int) -> None:
             tf.config.threading.set_inter_op_parallelism_threads(inter_op)
     except RuntimeError as error:
         log.warning("TensorFlow threads already configured: %s", error)
-
-
-class _HttpServer(uvicorn.Server):
-    """uvicorn, telling the model server when a shutdown signal arrives."""
-
-    def __init__(self, config: uvicorn.Config, on_exit) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(config)
-        self._on_exit = on_exit
-
-    def handle_exit(self, sig, frame) -> None:  # type: ignore[no-untyped-def]
-        self._on_exit()
-        super().handle_exit(sig, frame)
-        # uvicorn re-raises the signal when it returns, which would kill the process before gRPC
-        # and the batching queues drain; the model server exits normally after draining instead.
-        self._captured_signals.clear()
 
 
 class ModelServer:
@@ -71,7 +57,7 @@ class ModelServer:
         config = uvicorn.Config(
             self.rest.app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=None
         )
-        self.http = _HttpServer(config, self.begin_shutdown)
+        self.http = DrainingServer(config, self.begin_shutdown)
         self._stopping = threading.Event()
         self._grpc_stopped: threading.Event | None = None
         self._threads: list[threading.Thread] = []

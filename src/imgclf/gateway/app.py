@@ -1,0 +1,143 @@
+"""The gateway's FastAPI app factory and the ``Gateway`` object that holds its parts.
+
+``create_app(settings)`` builds everything from ``GatewaySettings`` when the app starts (one set
+per worker process, so it works as a gunicorn factory: ``imgclf.gateway.app:create_app()``);
+``create_app(gateway=...)`` serves parts built by the caller (tests, embedding).
+
+Example:
+    >>> app = create_app(GatewaySettings(registry=Path("registry"), model_name="cats_dogs"))
+    >>> uvicorn.run(app, port=8000)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI
+from sqlalchemy import Engine, text
+
+from imgclf.config import GatewaySettings
+from imgclf.errors import ConfigError
+from imgclf.gateway.auth import Authenticator
+from imgclf.gateway.backends import ModelBackend, create_backend
+from imgclf.gateway.errors import install_error_handlers
+from imgclf.gateway.metrics import GatewayMetrics
+from imgclf.gateway.middleware import RequestContextMiddleware
+from imgclf.gateway.prediction_log import PredictionLog
+from imgclf.gateway.rate_limit import RateLimiter, create_rate_limiter
+from imgclf.gateway.schemas import ErrorBody
+from imgclf.gateway.service import ModelCards, PredictionService, ReviewPolicy
+from imgclf.gateway.validation import UploadLimits
+from imgclf.storage.database import connect
+from imgclf.storage.image_store import ImageStore
+
+log = logging.getLogger(__name__)
+
+
+def resolve_model_name(registry: Path, model_name: str | None) -> str:
+    """The model to serve: as given, or the registry's only model."""
+    if model_name:
+        return model_name
+    models = sorted(
+        p.name for p in Path(registry).glob("*") if p.is_dir() and any(c.name.isdigit() for c in p.iterdir())
+    )
+    if len(models) != 1:
+        found = ", ".join(models) or "none"
+        raise ConfigError(f"registry {registry} holds {len(models)} models ({found}); choose one with --model")
+    return models[0]
+
+
+@dataclass
+class Gateway:
+    """Everything a request needs, built once per process."""
+
+    settings: GatewaySettings
+    engine: Engine
+    backend: ModelBackend
+    authenticator: Authenticator
+    rate_limiter: RateLimiter
+    prediction_log: PredictionLog
+    service: PredictionService
+    metrics: GatewayMetrics
+
+    @classmethod
+    def from_settings(
+        cls, settings: GatewaySettings, backend: ModelBackend | None = None, metrics: GatewayMetrics | None = None
+    ) -> Gateway:
+        metrics = metrics or GatewayMetrics()
+        engine = connect(settings.database_url)
+        model_name = resolve_model_name(settings.registry, settings.model_name)
+        if backend is None:
+            backend = create_backend(settings.backend, settings.registry, model_name, settings.backend_timeout_seconds)
+        prediction_log = PredictionLog(engine, settings.spool_dir, on_change=metrics.spool_files.set)
+        prediction_log.start(settings.spool_retry_seconds)
+        limits = UploadLimits(settings.max_upload_bytes, settings.max_image_pixels, settings.max_image_side)
+        policy = ReviewPolicy(settings.review_confidence_threshold, settings.review_margin)
+        store = ImageStore(settings.image_store_dir)
+        service = PredictionService(
+            backend, ModelCards(settings.registry), store, prediction_log, limits, policy, metrics
+        )
+        return cls(
+            settings=settings,
+            engine=engine,
+            backend=backend,
+            authenticator=Authenticator(engine, settings.auth_cache_seconds),
+            rate_limiter=create_rate_limiter(
+                settings.rate_limit_per_minute, settings.rate_limit_burst, settings.redis_url
+            ),
+            prediction_log=prediction_log,
+            service=service,
+            metrics=metrics,
+        )
+
+    def readiness(self) -> dict[str, str]:
+        """``ok`` or what is wrong, for the model backend and the database."""
+        checks = {"model": "ok" if self.backend.ready() else "no AVAILABLE model version"}
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as error:
+            checks["database"] = f"unavailable: {str(error).splitlines()[0][:200]}"
+        return checks
+
+    def close(self) -> None:
+        """Finish queued model work, write what the spool holds if the database answers, release connections."""
+        self.backend.close()
+        self.prediction_log.stop()
+        self.engine.dispose()
+
+
+def create_app(settings: GatewaySettings | None = None, gateway: Gateway | None = None) -> FastAPI:
+    from imgclf.gateway.routes import health, predict, predictions, reviews
+
+    settings = gateway.settings if gateway is not None else (settings or GatewaySettings())
+    metrics = gateway.metrics if gateway is not None else GatewayMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = gateway is None
+        app.state.gateway = Gateway.from_settings(settings, metrics=metrics) if own else gateway
+        try:
+            yield
+        finally:
+            if own:
+                app.state.gateway.close()
+
+    app = FastAPI(
+        title="imgclf gateway",
+        summary="Classify images with the registry's model: API keys, rate limits, validation, a prediction log "
+        "and a review queue.",
+        version="1",
+        lifespan=lifespan,
+        responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 429: {"model": ErrorBody}},
+    )
+    app.add_middleware(RequestContextMiddleware, metrics=metrics, body_limit=settings.request_body_limit)
+    install_error_handlers(app, settings.retry_after_seconds)
+    for module in (predict, predictions, reviews, health):
+        app.include_router(module.router)
+    return app

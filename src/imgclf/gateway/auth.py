@@ -1,0 +1,59 @@
+"""Who is calling: API keys checked against the database, with a short-lived cache.
+
+The cache keeps hot paths off the database (one lookup per key per ``cache_seconds``) and keeps
+prediction traffic flowing while the database is down: a key checked before the outage stays
+trusted until the database answers again. A key revoked while the database is up is refused
+within ``cache_seconds``. A key never seen before cannot be checked without the database: that
+request gets 503.
+
+Example:
+    >>> authenticator = Authenticator(engine, cache_seconds=30)
+    >>> authenticator.authenticate("ik_3fa9c2d1_...").scopes
+    ('predict',)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from imgclf.errors import DatabaseUnavailableError
+from imgclf.gateway.api_keys import KeyInfo, authenticate
+
+MAX_CACHED_KEYS = 10_000
+
+
+class Authenticator:
+    def __init__(self, engine: Engine, cache_seconds: float = 30, clock: Callable[[], float] = time.monotonic) -> None:
+        self.engine = engine
+        self.cache_seconds = cache_seconds
+        self.clock = clock
+        self._cache: dict[str, tuple[float, KeyInfo | None]] = {}
+        self._lock = threading.Lock()
+
+    def authenticate(self, presented: str | None) -> KeyInfo | None:
+        """The key's info, or None for a missing, unknown or revoked key."""
+        if not presented:
+            return None
+        digest = hashlib.sha256(presented.encode()).hexdigest()
+        now = self.clock()
+        with self._lock:
+            cached = self._cache.get(digest)
+        if cached is not None and now - cached[0] < self.cache_seconds:
+            return cached[1]
+        try:
+            info = authenticate(self.engine, presented)
+        except SQLAlchemyError:
+            if cached is not None and cached[1] is not None:
+                return cached[1]  # the database is down: trust what it said last
+            raise DatabaseUnavailableError("the database does not answer, so the API key cannot be checked") from None
+        with self._lock:
+            if len(self._cache) >= MAX_CACHED_KEYS:
+                self._cache.clear()
+            self._cache[digest] = (now, info)
+        return info

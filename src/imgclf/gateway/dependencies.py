@@ -1,0 +1,54 @@
+"""FastAPI dependencies: the process's ``Gateway`` and the calling API key (with its rate limit).
+
+Keys are sent as ``Authorization: Bearer ik_...`` or ``X-API-Key: ik_...``. A missing or invalid
+key is 401, a key without the route's scope 403, a key over its rate limit 429 with
+``Retry-After`` (whole seconds, rounded up).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+
+from fastapi import Depends, Request, Security
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from imgclf.gateway.api_keys import KeyInfo
+from imgclf.gateway.app import Gateway
+from imgclf.gateway.errors import ApiError
+
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An imgclf API key (ik_...).")
+bearer = HTTPBearer(auto_error=False, description="An imgclf API key (ik_...) as a bearer token.")
+
+
+def get_gateway(request: Request) -> Gateway:
+    return request.app.state.gateway
+
+
+def _check_key(gateway: Gateway, presented: str | None, scope: str) -> KeyInfo:
+    key = gateway.authenticator.authenticate(presented)
+    if key is None:
+        raise ApiError(401, "unauthorized", "a valid API key is required", {"WWW-Authenticate": "Bearer"})
+    if not key.allows(scope):
+        raise ApiError(403, "forbidden", f"this API key lacks the {scope!r} scope")
+    decision = gateway.rate_limiter.acquire(key.id)
+    if not decision.allowed:
+        gateway.metrics.rate_limited.inc()
+        retry = max(1, math.ceil(decision.retry_after))
+        raise ApiError(429, "rate_limited", f"rate limit exceeded; retry in {retry} s", {"Retry-After": str(retry)})
+    return key
+
+
+def require_scope(scope: str) -> Callable[..., Awaitable[KeyInfo]]:
+    """A dependency that authenticates the caller, checks ``scope`` and takes a rate-limit token."""
+
+    async def calling_key(
+        gateway: Gateway = Depends(get_gateway),
+        api_key: str | None = Security(api_key_header),
+        credentials: HTTPAuthorizationCredentials | None = Security(bearer),
+    ) -> KeyInfo:
+        presented = api_key or (credentials.credentials if credentials else None)
+        return await run_in_threadpool(_check_key, gateway, presented, scope)
+
+    return calling_key

@@ -1,0 +1,92 @@
+"""Per-request plumbing as one pure ASGI middleware: request id, body limit, metrics, access log.
+
+- ``X-Request-ID``: taken from the client when it is a sane token (≤ 64 of ``A-Z a-z 0-9 . _ : -``),
+  otherwise generated; set on every response and on every log line written for the request.
+- Body limit: a ``Content-Length`` over the limit is refused at once; a body without one (chunked)
+  is counted while it streams in and refused as soon as it passes the limit, so nobody can make
+  the gateway buffer an unbounded upload.
+- Metrics: requests by route template, method and status; latency histogram by route.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from imgclf.gateway.metrics import GatewayMetrics
+from imgclf.logs import request_id_var
+
+access_log = logging.getLogger("imgclf.gateway.access")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than the limit of {limit} bytes")
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics, body_limit: int) -> None:
+        self.app, self.metrics, self.body_limit = app, metrics, body_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        offered = headers.get("x-request-id", "")
+        request_id = offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.body_limit:
+                    raise BodyTooLarge(self.body_limit)
+            return message
+
+        try:
+            declared = headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.body_limit:
+                error = BodyTooLarge(self.body_limit)
+                body = {"error": {"code": "request_too_large", "message": error.detail, "request_id": request_id}}
+                await JSONResponse(body, status_code=413, headers={"Connection": "close"})(scope, receive, send_with_id)
+            else:
+                await self.app(scope, limited_receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            self.metrics.requests.labels(template, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(template).observe(elapsed)
+            access_log.info(
+                "%s %s %d",
+                scope["method"],
+                scope["path"],
+                status,
+                extra={"method": scope["method"], "path": scope["path"], "status": status,
+                       "duration_ms": round(elapsed * 1000, 2)},
+            )  # fmt: skip
+            request_id_var.reset(token)

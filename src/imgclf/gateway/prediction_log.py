@@ -1,0 +1,145 @@
+"""The durable prediction log: straight to the database, or to a disk spool while it is down.
+
+Every answered prediction is recorded. ``write`` inserts the rows in one transaction; if the
+database does not answer, the rows go to a spool file instead (written to a temporary name,
+fsynced, then renamed, so a spool file is always complete) and the request is still answered.
+A background thread replays spool files once the database answers again. Replays are
+idempotent (rows whose id is already stored are skipped) and a file is claimed by renaming it,
+so several gateway workers can share one spool directory.
+
+Example:
+    >>> log = PredictionLog(engine, Path("imgclf_spool"))
+    >>> log.start(retry_seconds=2)
+    >>> log.write([{"id": ..., "label": "cats", ...}])   # True: stored, False: spooled
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from imgclf.storage.predictions import insert_predictions
+
+log = logging.getLogger(__name__)
+
+SPOOL_SUFFIX = ".jsonl"
+
+
+def _encode(row: dict[str, Any]) -> str:
+    return json.dumps({k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()})
+
+
+def _decode(line: str) -> dict[str, Any]:
+    row = json.loads(line)
+    for key in ("created_at", "reviewed_at"):
+        if row.get(key):
+            row[key] = datetime.fromisoformat(row[key])
+    return row
+
+
+class PredictionLog:
+    def __init__(self, engine: Engine, spool_dir: Path, on_change: Callable[[int], None] | None = None) -> None:
+        self.engine = engine
+        self.spool_dir = Path(spool_dir)
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self._on_change = on_change or (lambda _pending: None)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._on_change(self.pending_files())
+
+    def write(self, rows: list[dict[str, Any]]) -> bool:
+        """Store ``rows``; True if they reached the database, False if they were spooled."""
+        try:
+            insert_predictions(self.engine, rows)
+            return True
+        except SQLAlchemyError as error:
+            log.warning("database write failed, spooling %d prediction(s): %s", len(rows), str(error).splitlines()[0])
+        self._spool(rows)
+        return False
+
+    def _spool(self, rows: list[dict[str, Any]]) -> None:
+        name = f"{uuid.uuid4().hex}{SPOOL_SUFFIX}"
+        temporary = self.spool_dir / f".tmp-{name}"
+        with temporary.open("w", encoding="utf-8") as handle:
+            handle.writelines(_encode(row) + "\n" for row in rows)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.spool_dir / name)
+        self._on_change(self.pending_files())
+
+    def pending_files(self) -> int:
+        return sum(1 for _ in self.spool_dir.glob(f"*{SPOOL_SUFFIX}"))
+
+    def replay(self) -> int:
+        """Write spooled rows to the database; returns how many rows were stored. Stops at the first failure."""
+        stored = 0
+        for path in sorted(self.spool_dir.glob(f"*{SPOOL_SUFFIX}"), key=lambda p: p.stat().st_mtime):
+            claimed = path.with_name(f".claimed-{os.getpid()}-{path.name}")
+            try:
+                os.rename(path, claimed)  # another worker may have claimed it first
+            except FileNotFoundError:
+                continue
+            rows = [_decode(line) for line in claimed.read_text(encoding="utf-8").splitlines() if line]
+            try:
+                stored += insert_predictions(self.engine, rows)
+            except SQLAlchemyError as error:
+                os.rename(claimed, path)
+                log.info("database still unavailable; %d spool file(s) wait: %s", self.pending_files(), error)
+                break
+            claimed.unlink()
+        if stored:
+            log.info("replayed %d spooled prediction(s) into the database", stored)
+        self._on_change(self.pending_files())
+        return stored
+
+    def start(self, retry_seconds: float) -> None:
+        """Replay the spool now and every ``retry_seconds`` in a background thread."""
+        self._recover_claims()
+        self._thread = threading.Thread(target=self._run, args=(retry_seconds,), name="imgclf-spool", daemon=True)
+        self._thread.start()
+
+    def _recover_claims(self) -> None:
+        """Files claimed by a process that died before finishing go back to the spool."""
+        for claimed in self.spool_dir.glob(f".claimed-*{SPOOL_SUFFIX}"):
+            pid = int(claimed.name.split("-")[1])
+            if not _process_alive(pid):
+                os.rename(claimed, self.spool_dir / claimed.name.split("-", 2)[2])
+
+    def _run(self, retry_seconds: float) -> None:
+        while not self._stop.wait(retry_seconds):
+            if self.pending_files():
+                try:
+                    self.replay()
+                except Exception:  # never let the replay thread die
+                    log.exception("spool replay failed")
+
+    def stop(self) -> None:
+        """Stop the thread after one last replay attempt (what cannot be written stays spooled)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self.pending_files():
+            self.replay()
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,39 @@
+"""``/healthz`` (the process answers), ``/readyz`` (model backend and database answer), ``/metrics``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from imgclf.gateway.app import Gateway
+from imgclf.gateway.dependencies import get_gateway
+from imgclf.gateway.errors import request_id_of
+from imgclf.gateway.schemas import Readiness
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """Liveness: the process is up and serving HTTP."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=Readiness, responses={503: {"description": "Not ready; see checks."}})
+async def readyz(request: Request, gateway: Annotated[Gateway, Depends(get_gateway)]) -> JSONResponse:
+    """Readiness: a model version is AVAILABLE and the database answers."""
+    checks = await run_in_threadpool(gateway.readiness)
+    if all(value == "ok" for value in checks.values()):
+        return JSONResponse({"status": "ready", "checks": checks})
+    problems = "; ".join(f"{name}: {value}" for name, value in checks.items() if value != "ok")
+    error = {"code": "not_ready", "message": problems, "request_id": request_id_of(request)}
+    return JSONResponse({"status": "not_ready", "checks": checks, "error": error}, status_code=503)
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(gateway: Annotated[Gateway, Depends(get_gateway)]) -> Response:
+    """Prometheus metrics (text exposition format)."""
+    return Response(gateway.metrics.exposition(), media_type=gateway.metrics.content_type)

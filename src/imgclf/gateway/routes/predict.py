@@ -1,0 +1,90 @@
+"""``POST /v1/predict``: classify one or more uploaded images."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+
+from imgclf.gateway.api_keys import KeyInfo
+from imgclf.gateway.app import Gateway
+from imgclf.gateway.dependencies import get_gateway, require_scope
+from imgclf.gateway.errors import ApiError, request_id_of
+from imgclf.gateway.schemas import ErrorBody, ImageInfo, PredictedImage, PredictResponse
+from imgclf.gateway.uploads import read_images
+
+router = APIRouter(prefix="/v1", tags=["predict"])
+
+_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                }
+            },
+            "application/json": {"schema": {"$ref": "#/components/schemas/PredictJsonBody"}},
+        },
+    }
+}
+_ERRORS = {
+    code: {"model": ErrorBody, "description": description}
+    for code, description in {
+        403: "The key lacks the predict scope.",
+        404: "No such model version or label.",
+        413: "Body or image over the size limit.",
+        415: "Not an accepted image format or content type.",
+        422: "Image too large in pixels, too many frames, or refused by the model.",
+        503: "Model backend or database unavailable; see Retry-After.",
+    }.items()
+}
+
+
+@router.post("/predict", response_model=PredictResponse, openapi_extra=_BODY, responses=_ERRORS)
+async def predict(
+    request: Request,
+    key: Annotated[KeyInfo, Depends(require_scope("predict"))],
+    gateway: Annotated[Gateway, Depends(get_gateway)],
+    version: Annotated[int | None, Query(ge=1, le=2**62, description="A model version (default: latest).")] = None,
+    label: Annotated[str | None, Query(min_length=1, max_length=200, description="A version label.")] = None,
+) -> PredictResponse:
+    """Classify images sent as multipart ``files`` or as JSON ``{"images": [base64, ...]}``.
+
+    Each answer carries the label, its confidence, every class's score, the threshold applied,
+    whether it needs human review, the model version and the prediction's id.
+    """
+    if version is not None and label is not None:
+        raise ApiError(400, "bad_request", "give a model version or a version label, not both")
+    images = await read_images(request, gateway.settings.max_images_per_request)
+    request_id = request_id_of(request)
+    outcome = await run_in_threadpool(gateway.service.predict, images, key.id, request_id, version, label)
+    return PredictResponse(
+        request_id=request_id,
+        model_name=outcome.model_name,
+        model_version=outcome.model_version,
+        latency_ms=round(outcome.latency_ms, 3),
+        predictions=[
+            PredictedImage(
+                id=p.id,
+                label=p.label,
+                confidence=p.confidence,
+                scores=p.scores,
+                threshold=p.threshold,
+                needs_review=p.needs_review,
+                model_name=outcome.model_name,
+                model_version=outcome.model_version,
+                image=ImageInfo(
+                    sha256=p.image.sha256,
+                    format=p.image.format,
+                    width=p.image.width,
+                    height=p.image.height,
+                    bytes=len(p.image.data),
+                ),
+            )
+            for p in outcome.predictions
+        ],
+    )

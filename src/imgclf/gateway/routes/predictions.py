@@ -1,0 +1,67 @@
+"""``GET /v1/predictions`` and ``GET /v1/predictions/{id}``: the prediction log.
+
+Keys with the ``review`` (or ``admin``) scope see every prediction; ``predict``-only keys see
+their own.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query
+
+from imgclf.gateway.api_keys import KeyInfo
+from imgclf.gateway.app import Gateway
+from imgclf.gateway.dependencies import get_gateway, require_scope
+from imgclf.gateway.schemas import PredictionPage, PredictionRecord
+from imgclf.storage.predictions import PredictionFilter, ReviewStatus, get_prediction, list_predictions
+
+router = APIRouter(prefix="/v1", tags=["predictions"])
+
+PredictionId = Annotated[str, Path(min_length=1, max_length=64)]
+PageSize = Annotated[int, Query(ge=1, le=500)]
+Cursor = Annotated[str | None, Query(max_length=500, description="next_cursor from the previous page.")]
+
+
+def _owner(key: KeyInfo) -> str | None:
+    return None if key.allows("review") else key.id
+
+
+@router.get("/predictions/{prediction_id}", response_model=PredictionRecord)
+def get_one(
+    prediction_id: PredictionId,
+    key: Annotated[KeyInfo, Depends(require_scope("predict"))],
+    gateway: Annotated[Gateway, Depends(get_gateway)],
+) -> PredictionRecord:
+    """One prediction with its review, if any."""
+    return PredictionRecord.of(get_prediction(gateway.engine, prediction_id, _owner(key)))
+
+
+@router.get("/predictions", response_model=PredictionPage)
+def list_all(
+    key: Annotated[KeyInfo, Depends(require_scope("predict"))],
+    gateway: Annotated[Gateway, Depends(get_gateway)],
+    since: Annotated[datetime | None, Query(description="Created at or after (ISO 8601; UTC if no offset).")] = None,
+    until: Annotated[datetime | None, Query(description="Created before.")] = None,
+    label: Annotated[str | None, Query(max_length=200)] = None,
+    model_version: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    min_confidence: Annotated[float | None, Query(ge=0, le=1)] = None,
+    max_confidence: Annotated[float | None, Query(ge=0, le=1)] = None,
+    review_status: ReviewStatus | None = None,
+    limit: PageSize = 50,
+    cursor: Cursor = None,
+) -> PredictionPage:
+    """Predictions, newest first, filtered; follow ``next_cursor`` for more."""
+    filters = PredictionFilter(
+        since=since,
+        until=until,
+        label=label,
+        model_version=model_version,
+        min_confidence=min_confidence,
+        max_confidence=max_confidence,
+        review_status=review_status,
+        api_key_id=_owner(key),
+    )
+    page = list_predictions(gateway.engine, filters, limit, cursor)
+    return PredictionPage(items=[PredictionRecord.of(p) for p in page.items], next_cursor=page.next_cursor)

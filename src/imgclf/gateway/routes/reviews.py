@@ -1,0 +1,41 @@
+"""The review queue: ``GET /v1/reviews`` (least confident first) and ``POST /v1/reviews/{id}``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends
+
+from imgclf.gateway.api_keys import KeyInfo
+from imgclf.gateway.app import Gateway
+from imgclf.gateway.dependencies import get_gateway, require_scope
+from imgclf.gateway.routes.predictions import Cursor, PageSize, PredictionId
+from imgclf.gateway.schemas import PredictionPage, PredictionRecord, ReviewRequest
+from imgclf.storage.predictions import record_review, review_queue
+
+router = APIRouter(prefix="/v1", tags=["reviews"])
+
+
+@router.get("/reviews", response_model=PredictionPage)
+def queue(
+    key: Annotated[KeyInfo, Depends(require_scope("review"))],
+    gateway: Annotated[Gateway, Depends(get_gateway)],
+    status: Literal["pending", "reviewed"] = "pending",
+    limit: PageSize = 50,
+    cursor: Cursor = None,
+) -> PredictionPage:
+    """Pending: predictions that need review, least confident first. Reviewed: latest reviews first."""
+    page = review_queue(gateway.engine, status, limit, cursor)
+    return PredictionPage(items=[PredictionRecord.of(p) for p in page.items], next_cursor=page.next_cursor)
+
+
+@router.post("/reviews/{prediction_id}", response_model=PredictionRecord)
+def review(
+    prediction_id: PredictionId,
+    body: ReviewRequest,
+    key: Annotated[KeyInfo, Depends(require_scope("review"))],
+    gateway: Annotated[Gateway, Depends(get_gateway)],
+) -> PredictionRecord:
+    """Record the correct label for a prediction (any prediction, not only queued ones)."""
+    prediction = record_review(gateway.engine, prediction_id, body.label, body.reviewer or key.name)
+    return PredictionRecord.of(prediction)

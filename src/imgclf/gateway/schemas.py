@@ -1,0 +1,133 @@
+"""Request and response bodies of the gateway's HTTP API (what ``/docs`` shows)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from imgclf.storage.models import Prediction
+from imgclf.storage.predictions import ReviewStatus, as_utc, review_status
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["unsupported_format"])
+    message: str
+    request_id: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class PredictJsonBody(BaseModel):
+    """The JSON form of ``POST /v1/predict`` (multipart ``files`` is the other)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    images: list[str] = Field(min_length=1, description="Encoded image files (JPEG, PNG, GIF, BMP, WebP) as base64.")
+
+
+class ImageInfo(BaseModel):
+    sha256: str
+    format: str
+    width: int
+    height: int
+    bytes: int
+
+
+class PredictedImage(BaseModel):
+    id: str = Field(description="Prediction id: GET /v1/predictions/{id}, POST /v1/reviews/{id}.")
+    label: str
+    confidence: float = Field(description="Score of the chosen label.")
+    scores: dict[str, float] = Field(description="Every class's score.")
+    threshold: float | None = Field(description="Binary decision threshold applied (None: highest score wins).")
+    needs_review: bool
+    model_name: str
+    model_version: int
+    image: ImageInfo
+
+
+class PredictResponse(BaseModel):
+    request_id: str
+    model_name: str
+    model_version: int
+    latency_ms: float = Field(description="Validation and classification time in the gateway.")
+    predictions: list[PredictedImage]
+
+
+class Review(BaseModel):
+    label: str
+    reviewer: str
+    reviewed_at: datetime
+    new_class: bool = Field(description="The label is not one of the model's classes.")
+
+
+class PredictionRecord(BaseModel):
+    id: str
+    created_at: datetime
+    request_id: str
+    model_name: str
+    model_version: int
+    label: str
+    confidence: float
+    scores: dict[str, float]
+    threshold: float | None
+    needs_review: bool
+    latency_ms: float
+    image: ImageInfo
+    review_status: ReviewStatus
+    review: Review | None
+
+    @classmethod
+    def of(cls, p: Prediction) -> PredictionRecord:
+        review = None
+        if p.review_label is not None and p.reviewed_at is not None:
+            review = Review(
+                label=p.review_label,
+                reviewer=p.reviewer or "",
+                reviewed_at=as_utc(p.reviewed_at),
+                new_class=p.review_label not in p.scores,
+            )
+        image = ImageInfo(
+            sha256=p.image_sha256, format=p.image_format, width=p.width, height=p.height, bytes=p.image_bytes
+        )
+        return cls(
+            id=p.id,
+            created_at=as_utc(p.created_at),
+            request_id=p.request_id,
+            model_name=p.model_name,
+            model_version=p.model_version,
+            label=p.label,
+            confidence=p.confidence,
+            scores=p.scores,
+            threshold=p.threshold,
+            needs_review=p.needs_review,
+            latency_ms=p.latency_ms,
+            image=image,
+            review_status=review_status(p),
+            review=review,
+        )
+
+
+class PredictionPage(BaseModel):
+    items: list[PredictionRecord]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last page.")
+
+
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class ReviewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label: Label = Field(description="The correct class; a name the model does not know is recorded as a new class.")
+    reviewer: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = Field(
+        None, description="Who reviewed; defaults to the API key's name."
+    )
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, str]

@@ -1,0 +1,34 @@
+"""``imgclf gateway``: the app under uvicorn in one process (development and small deployments).
+
+Production runs several workers with gunicorn instead (``deploy/gunicorn.conf.py``). Either way
+SIGTERM stops accepting connections, lets in-flight requests finish (up to
+``shutdown_grace_seconds``), finishes queued model work, writes what the spool holds if the
+database answers, and exits 0.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import uvicorn
+
+from imgclf.config import GatewaySettings
+from imgclf.gateway.app import create_app
+from imgclf.logs import configure_json_logging
+from imgclf.uvicorn_server import DrainingServer
+
+
+def run_gateway(settings: GatewaySettings, sock: socket.socket | None = None) -> None:
+    """Serve until SIGTERM/SIGINT. ``sock``: an already bound listening socket (else host and port)."""
+    configure_json_logging(settings.log_level)
+    if sock is None:
+        sock = socket.create_server((settings.host, settings.port))
+    config = uvicorn.Config(
+        create_app(settings),
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
+        log_config=None,
+    )
+    DrainingServer(config).run(sockets=[sock])

@@ -1,0 +1,211 @@
+"""What ``POST /v1/predict`` does, as a plain library call: validate, classify, decide, record.
+
+The HTTP layer only parses the request and renders the result; everything here is synchronous
+and testable without a server.
+
+Example:
+    >>> service = PredictionService(backend, ModelCards(registry), store, log, UploadLimits(), ReviewPolicy())
+    >>> outcome = service.predict([NamedImage("cat.jpg", data)], api_key_id=None, request_id="r1")
+    >>> outcome.predictions[0].label, outcome.predictions[0].needs_review
+    ('cats', False)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from imgclf.errors import ServingError, UploadError
+from imgclf.gateway.backends import ModelBackend, ModelCard, read_model_card
+from imgclf.gateway.metrics import GatewayMetrics
+from imgclf.gateway.prediction_log import PredictionLog
+from imgclf.gateway.validation import ImageUpload, UploadLimits, validate_image
+from imgclf.storage.image_store import ImageStore
+from imgclf.storage.models import new_id, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NamedImage:
+    name: str | None  # the upload's file name, only used in error messages
+    data: bytes
+
+
+@dataclass(frozen=True)
+class ReviewPolicy:
+    """A prediction needs review when its confidence or its top-2 margin is below these."""
+
+    confidence_threshold: float = 0.7
+    margin: float = 0.2
+
+    def needs_review(self, scores: np.ndarray, confidence: float) -> bool:
+        top = np.sort(scores)[::-1]
+        margin = float(top[0] - top[1]) if len(top) > 1 else 1.0
+        return confidence < self.confidence_threshold or margin < self.margin
+
+
+@dataclass(frozen=True)
+class ImagePrediction:
+    id: str
+    label: str
+    confidence: float
+    scores: dict[str, float]
+    threshold: float | None
+    needs_review: bool
+    image: ImageUpload
+
+
+@dataclass(frozen=True)
+class PredictOutcome:
+    model_name: str
+    model_version: int
+    predictions: list[ImagePrediction]
+    latency_ms: float
+    stored: bool  # False: the records were spooled to disk (database down)
+
+
+class ModelCards:
+    """Model cards from the registry, read once per version."""
+
+    def __init__(self, registry: Path) -> None:
+        self.registry = Path(registry)
+        self._cards: dict[tuple[str, int], ModelCard] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str, version: int) -> ModelCard:
+        with self._lock:
+            card = self._cards.get((name, version))
+        if card is None:
+            card = read_model_card(self.registry, name, version)
+            with self._lock:
+                self._cards[(name, version)] = card
+        return card
+
+
+class PredictionService:
+    def __init__(
+        self,
+        backend: ModelBackend,
+        cards: ModelCards,
+        store: ImageStore,
+        prediction_log: PredictionLog,
+        limits: UploadLimits,
+        policy: ReviewPolicy,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
+        self.backend = backend
+        self.cards = cards
+        self.store = store
+        self.log = prediction_log
+        self.limits = limits
+        self.policy = policy
+        self.metrics = metrics
+
+    def validate(self, images: list[NamedImage]) -> list[ImageUpload]:
+        """Every image checked; the first refusal names the image (index and file name)."""
+        uploads = []
+        for index, image in enumerate(images):
+            try:
+                uploads.append(validate_image(image.data, self.limits))
+            except UploadError as error:
+                if self.metrics is not None:
+                    self.metrics.upload_rejections.labels(error.code).inc()
+                where = f"image {index}" + (f" ({image.name})" if image.name else "")
+                raise UploadError(error.code, f"{where}: {error.message}", error.status) from None
+        return uploads
+
+    def predict(
+        self,
+        images: list[NamedImage],
+        api_key_id: str | None,
+        request_id: str,
+        version: int | None = None,
+        label: str | None = None,
+    ) -> PredictOutcome:
+        started = time.perf_counter()
+        uploads = self.validate(images)
+        answer = self.backend.classify([u.data for u in uploads], version=version, label=label)
+        card = self.cards.get(answer.model_name, answer.model_version)
+        if answer.scores.shape != (len(uploads), len(card.classes)):
+            raise ServingError(
+                "INTERNAL",
+                f"the model answered scores of shape {list(answer.scores.shape)} for {len(uploads)} image(s) "
+                f"and {len(card.classes)} classes",
+            )
+        latency_ms = (time.perf_counter() - started) * 1000
+        predictions = []
+        for upload, scores, class_id in zip(uploads, answer.scores, answer.class_ids, strict=True):
+            confidence = float(scores[int(class_id)])
+            predictions.append(
+                ImagePrediction(
+                    id=new_id(),
+                    label=card.classes[int(class_id)],
+                    confidence=confidence,
+                    scores={name: float(s) for name, s in zip(card.classes, scores, strict=True)},
+                    threshold=card.threshold,
+                    needs_review=self.policy.needs_review(scores, confidence),
+                    image=upload,
+                )
+            )
+        stored = self._record(predictions, answer.model_name, answer.model_version, api_key_id, request_id, latency_ms)
+        return PredictOutcome(answer.model_name, answer.model_version, predictions, latency_ms, stored)
+
+    def _record(
+        self,
+        predictions: list[ImagePrediction],
+        model_name: str,
+        model_version: int,
+        api_key_id: str | None,
+        request_id: str,
+        latency_ms: float,
+    ) -> bool:
+        for prediction in predictions:
+            try:
+                self.store.put(prediction.image.data)
+            except OSError as error:  # the answer matters more than the copy for reviewers
+                log.error("image %s not stored: %s", prediction.image.sha256, error)
+        now = utcnow()
+        rows = [
+            {
+                "id": p.id,
+                "created_at": now,
+                "request_id": request_id,
+                "api_key_id": api_key_id,
+                "image_sha256": p.image.sha256,
+                "image_bytes": len(p.image.data),
+                "image_format": p.image.format,
+                "width": p.image.width,
+                "height": p.image.height,
+                "model_name": model_name,
+                "model_version": model_version,
+                "label": p.label,
+                "confidence": p.confidence,
+                "scores": p.scores,
+                "threshold": p.threshold,
+                "latency_ms": latency_ms,
+                "needs_review": p.needs_review,
+            }
+            for p in predictions
+        ]
+        stored = self.log.write(rows)
+        if self.metrics is not None:
+            self._count(predictions, model_name, model_version, stored)
+        return stored
+
+    def _count(self, predictions: list[ImagePrediction], model_name: str, model_version: int, stored: bool) -> None:
+        m, version = self.metrics, str(model_version)
+        assert m is not None
+        for p in predictions:
+            m.upload_bytes.observe(len(p.image.data))
+            m.predictions.labels(model_name, version, p.label).inc()
+            m.confidence.labels(model_name, version).observe(p.confidence)
+            if p.needs_review:
+                m.needs_review.labels(model_name, version).inc()
+        if not stored:
+            m.spooled.inc(len(predictions))

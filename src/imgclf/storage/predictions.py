@@ -1,0 +1,203 @@
+"""Reading and writing the prediction log: inserts, filtered listing with cursors, reviews.
+
+Listing uses keyset (cursor) pagination: the cursor is the sort key of the last row returned,
+so pages stay correct while new predictions arrive.
+
+Example:
+    >>> page = list_predictions(engine, PredictionFilter(label="cats", min_confidence=0.9), limit=50)
+    >>> page.next_cursor      # pass back as ``cursor`` for the next page (None on the last one)
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import Engine, and_, or_, select
+from sqlalchemy.orm import InstrumentedAttribute
+
+from imgclf.errors import InvalidCursorError, NotFoundError
+from imgclf.storage.database import session_scope
+from imgclf.storage.models import Prediction, utcnow
+
+ReviewStatus = Literal["pending", "reviewed", "not_needed"]
+
+
+def review_status(prediction: Prediction) -> ReviewStatus:
+    if prediction.review_label is not None:
+        return "reviewed"
+    return "pending" if prediction.needs_review else "not_needed"
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Aware UTC (naive values are taken as UTC); what both databases compare correctly."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class PredictionFilter:
+    since: datetime | None = None
+    until: datetime | None = None
+    label: str | None = None
+    model_name: str | None = None
+    model_version: int | None = None
+    min_confidence: float | None = None
+    max_confidence: float | None = None
+    review_status: ReviewStatus | None = None
+    api_key_id: str | None = None  # restricts to one key's predictions
+
+    def conditions(self) -> list[Any]:
+        p = Prediction
+        conditions: list[Any] = []
+        if self.since is not None:
+            conditions.append(p.created_at >= as_utc(self.since))
+        if self.until is not None:
+            conditions.append(p.created_at < as_utc(self.until))
+        for column, value in (
+            (p.label, self.label),
+            (p.model_name, self.model_name),
+            (p.model_version, self.model_version),
+            (p.api_key_id, self.api_key_id),
+        ):
+            if value is not None:
+                conditions.append(column == value)
+        if self.min_confidence is not None:
+            conditions.append(p.confidence >= self.min_confidence)
+        if self.max_confidence is not None:
+            conditions.append(p.confidence <= self.max_confidence)
+        if self.review_status == "reviewed":
+            conditions.append(p.review_label.is_not(None))
+        elif self.review_status == "pending":
+            conditions += [p.needs_review.is_(True), p.review_label.is_(None)]
+        elif self.review_status == "not_needed":
+            conditions += [p.needs_review.is_(False), p.review_label.is_(None)]
+        return conditions
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Prediction]
+    next_cursor: str | None
+
+
+# ------------------------------------------------------------------ cursors
+
+
+def _encode_cursor(values: Sequence[Any]) -> str:
+    plain = [v.isoformat() if isinstance(v, datetime) else v for v in values]
+    return base64.urlsafe_b64encode(json.dumps(plain).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, columns: Sequence[InstrumentedAttribute]) -> list[Any]:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(values, list) or len(values) != len(columns):
+            raise ValueError("wrong length")
+        decoded = []
+        for column, value in zip(columns, values, strict=True):
+            python_type = column.type.python_type
+            if python_type is datetime:
+                value = datetime.fromisoformat(value)
+            elif not isinstance(value, python_type) and not (python_type is float and isinstance(value, int)):
+                raise ValueError(f"{column.key} is not {python_type.__name__}")
+            decoded.append(value)
+        return decoded
+    except (ValueError, TypeError, UnicodeDecodeError) as error:
+        raise InvalidCursorError(f"invalid cursor ({error}); use the next_cursor of a previous page") from None
+
+
+def _after(columns: Sequence[InstrumentedAttribute], values: Sequence[Any], descending: bool) -> Any:
+    """Rows strictly after ``values`` in (columns...) order: a keyset condition."""
+    clauses = []
+    for i, column in enumerate(columns):
+        equal = [columns[j] == values[j] for j in range(i)]
+        beyond = column < values[i] if descending else column > values[i]
+        clauses.append(and_(*equal, beyond))
+    return or_(*clauses)
+
+
+def _page(
+    engine: Engine,
+    conditions: list[Any],
+    order: Sequence[InstrumentedAttribute],
+    descending: bool,
+    limit: int,
+    cursor: str | None,
+) -> Page:
+    if cursor:
+        conditions = [*conditions, _after(order, _decode_cursor(cursor, order), descending)]
+    ordering = [c.desc() if descending else c.asc() for c in order]
+    query = select(Prediction).where(*conditions).order_by(*ordering).limit(limit + 1)
+    with session_scope(engine) as session:
+        rows = list(session.scalars(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = _encode_cursor([getattr(rows[-1], c.key) for c in order]) if more and rows else None
+    return Page(rows, next_cursor)
+
+
+# ------------------------------------------------------------------ queries
+
+
+def insert_predictions(engine: Engine, rows: Iterable[dict[str, Any]]) -> int:
+    """Insert prediction rows (dicts of column values) in one transaction; ids already present are skipped.
+
+    Skipping makes re-delivery safe: a spooled batch replayed twice is stored once.
+    """
+    rows = list(rows)
+    with session_scope(engine) as session:
+        ids = [row["id"] for row in rows]
+        present = set(session.scalars(select(Prediction.id).where(Prediction.id.in_(ids))))
+        fresh = [Prediction(**row) for row in rows if row["id"] not in present]
+        session.add_all(fresh)
+    return len(fresh)
+
+
+def get_prediction(engine: Engine, prediction_id: str, api_key_id: str | None = None) -> Prediction:
+    with session_scope(engine) as session:
+        prediction = session.get(Prediction, prediction_id)
+    if prediction is None or (api_key_id is not None and prediction.api_key_id != api_key_id):
+        raise NotFoundError(f"no prediction {prediction_id}")
+    return prediction
+
+
+def list_predictions(engine: Engine, filters: PredictionFilter, limit: int = 50, cursor: str | None = None) -> Page:
+    """Newest first."""
+    order = (Prediction.created_at, Prediction.id)
+    return _page(engine, filters.conditions(), order, True, limit, cursor)
+
+
+def review_queue(
+    engine: Engine, status: Literal["pending", "reviewed"] = "pending", limit: int = 50, cursor: str | None = None
+) -> Page:
+    """Pending: least confident first (where a person helps most). Reviewed: most recent first."""
+    conditions = PredictionFilter(review_status=status).conditions()
+    if status == "pending":
+        return _page(engine, conditions, (Prediction.confidence, Prediction.id), False, limit, cursor)
+    return _page(engine, conditions, (Prediction.reviewed_at, Prediction.id), True, limit, cursor)
+
+
+def record_review(engine: Engine, prediction_id: str, label: str, reviewer: str) -> Prediction:
+    """Store a reviewer's label (a later review replaces an earlier one)."""
+    with session_scope(engine) as session:
+        prediction = session.get(Prediction, prediction_id, with_for_update=True)
+        if prediction is None:
+            raise NotFoundError(f"no prediction {prediction_id}")
+        prediction.review_label = label
+        prediction.reviewer = reviewer
+        prediction.reviewed_at = utcnow()
+        return prediction
+
+
+def reviewed_predictions(engine: Engine, since: datetime | None = None) -> list[Prediction]:
+    """Every reviewed prediction, oldest review first."""
+    filters = PredictionFilter(review_status="reviewed")
+    conditions = filters.conditions()
+    if since is not None:
+        conditions.append(Prediction.reviewed_at >= as_utc(since))
+    with session_scope(engine) as session:
+        return list(session.scalars(select(Prediction).where(*conditions).order_by(Prediction.reviewed_at)))
