@@ -26,12 +26,12 @@ def get_gateway(request: Request) -> Gateway:
     return request.app.state.gateway
 
 
-def _check_key(gateway: Gateway, presented: str | None, scope: str) -> KeyInfo:
+def _check_key(gateway: Gateway, presented: str | None, scopes: tuple[str, ...]) -> KeyInfo:
     key = gateway.authenticator.authenticate(presented)
     if key is None:
         raise ApiError(401, "unauthorized", "a valid API key is required", {"WWW-Authenticate": "Bearer"})
-    if not key.allows(scope):
-        raise ApiError(403, "forbidden", f"this API key lacks the {scope!r} scope")
+    if not any(key.allows(scope) for scope in scopes):
+        raise ApiError(403, "forbidden", f"this API key lacks the {' or '.join(map(repr, scopes))} scope")
     decision = gateway.rate_limiter.acquire(key.id)
     if not decision.allowed:
         gateway.metrics.rate_limited.inc()
@@ -40,8 +40,8 @@ def _check_key(gateway: Gateway, presented: str | None, scope: str) -> KeyInfo:
     return key
 
 
-def require_scope(scope: str) -> Callable[..., Awaitable[KeyInfo]]:
-    """A dependency that authenticates the caller, checks ``scope`` and takes a rate-limit token."""
+def require_scope(*scopes: str) -> Callable[..., Awaitable[KeyInfo]]:
+    """A dependency that authenticates the caller, checks it has one of ``scopes`` and takes a rate-limit token."""
 
     async def calling_key(
         gateway: Gateway = Depends(get_gateway),
@@ -49,6 +49,6 @@ def require_scope(scope: str) -> Callable[..., Awaitable[KeyInfo]]:
         credentials: HTTPAuthorizationCredentials | None = Security(bearer),
     ) -> KeyInfo:
         presented = api_key or (credentials.credentials if credentials else None)
-        return await run_in_threadpool(_check_key, gateway, presented, scope)
+        return await run_in_threadpool(_check_key, gateway, presented, scopes)
 
     return calling_key

@@ -31,7 +31,7 @@ def _owner(key: KeyInfo) -> str | None:
 @router.get("/predictions/{prediction_id}", response_model=PredictionRecord)
 def get_one(
     prediction_id: PredictionId,
-    key: Annotated[KeyInfo, Depends(require_scope("predict"))],
+    key: Annotated[KeyInfo, Depends(require_scope("predict", "review"))],
     gateway: Annotated[Gateway, Depends(get_gateway)],
 ) -> PredictionRecord:
     """One prediction with its review, if any."""
@@ -40,7 +40,7 @@ def get_one(
 
 @router.get("/predictions", response_model=PredictionPage)
 def list_all(
-    key: Annotated[KeyInfo, Depends(require_scope("predict"))],
+    key: Annotated[KeyInfo, Depends(require_scope("predict", "review"))],
     gateway: Annotated[Gateway, Depends(get_gateway)],
     since: Annotated[datetime | None, Query(description="Created at or after (ISO 8601; UTC if no offset).")] = None,
     until: Annotated[datetime | None, Query(description="Created before.")] = None,
