@@ -16,9 +16,8 @@ BODY_LIMIT = 300_000
 @pytest.fixture(scope="module")
 def gw(cats_dogs_registry, tmp_path_factory):  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp("malformed")
-    settings = gateway_settings(
-        tmp, cats_dogs_registry, f"sqlite:///{tmp / 'db.sqlite'}", max_request_bytes=BODY_LIMIT, max_images_per_request=4
-    )
+    database = f"sqlite:///{tmp / 'db.sqlite'}"
+    settings = gateway_settings(tmp, cats_dogs_registry, database, max_request_bytes=BODY_LIMIT, max_images_per_request=4)
     with running_gateway(settings) as running:
         yield running
 
@@ -34,7 +33,8 @@ def test_malformed_file_is_refused_with_its_reason(gw, key, name, photos):
     files = [*upload(photos, 1), ("files", ("upload.jpg", data, "image/jpeg"))]
     error = assert_error(gw.client.post("/v1/predict", files=files, headers=bearer(key)), _status(code), code)
     assert error["message"].startswith("image 1 (upload.jpg): ")  # names the bad one
-    same_as_json = gw.client.post("/v1/predict", json={"images": [base64.b64encode(data).decode()]}, headers=bearer(key))
+    as_base64 = base64.b64encode(data).decode()
+    same_as_json = gw.client.post("/v1/predict", json={"images": [as_base64]}, headers=bearer(key))
     assert_error(same_as_json, _status(code), code)
 
 
