@@ -16,8 +16,8 @@ BODY_LIMIT = 300_000
 @pytest.fixture(scope="module")
 def gw(cats_dogs_registry, tmp_path_factory):  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp("malformed")
-    database = f"sqlite:///{tmp / 'db.sqlite'}"
-    settings = gateway_settings(tmp, cats_dogs_registry, database, max_request_bytes=BODY_LIMIT, max_images_per_request=4)
+    limits = {"max_request_bytes": BODY_LIMIT, "max_images_per_request": 4}
+    settings = gateway_settings(tmp, cats_dogs_registry, f"sqlite:///{tmp / 'db.sqlite'}", **limits)
     with running_gateway(settings) as running:
         yield running
 
