@@ -359,11 +359,16 @@ def serve(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Where to put the demo's data, run and export.")] = Path("demo_output"),
+    serve: Annotated[bool, typer.Option(help="End with the gateway running on the demo's model.")] = True,
+    port: Annotated[int, typer.Option(help="The gateway's port.")] = 8000,
 ) -> None:
-    """Run the whole lifecycle on a synthetic dataset (no data, weights or internet needed)."""
-    from imgclf.demo import run_demo
+    """Run the whole lifecycle on a synthetic dataset (no data, weights or internet needed), then serve it."""
+    from imgclf.demo import reserve_port, run_demo, serve_demo
 
+    sock = reserve_port("127.0.0.1", port) if serve else None
     run_demo(out, report=console.print)
+    if sock is not None:
+        serve_demo(out, sock, report=print)  # plain print: commands must not be wrapped
 
 
 # ---------------------------------------------------------------- gateway

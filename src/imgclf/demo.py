@@ -1,18 +1,21 @@
 """``imgclf demo``: the whole lifecycle on a dataset it draws itself, in a couple of minutes.
 
-check → train (small CNN) → evaluate → export → classify a few images. Needs no data, no
-weights and no internet. Prints where everything went.
+check → train (small CNN) → evaluate → export → classify a few images, then (``serve_demo``) the
+gateway on http://127.0.0.1:8000 with a demo API key and a curl command to try. Needs no data,
+no weights and no internet. Prints where everything went.
 """
 
 from __future__ import annotations
 
 import shutil
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from imgclf.config import AugmentationConfig, TrainConfig
+from imgclf.config import AugmentationConfig, GatewaySettings, TrainConfig
 from imgclf.data.checks import check_dataset
 from imgclf.data.sources import load_dataset
+from imgclf.errors import ConfigError
 from imgclf.evaluation.evaluate import evaluate_run
 from imgclf.export.inference import ExportedModel
 from imgclf.export.savedmodel import export_run
@@ -60,3 +63,41 @@ def run_demo(out: str | Path = "demo_output", report: Callable[[str], None] = pr
         f"  model       {version_dir}  (SavedModel for TF Serving; try: imgclf predict {version_dir.parent} IMAGE)"
     )
     return {"data": data, "run": run.path, "export": version_dir}
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """Bind the gateway's port now, so a busy port fails before minutes of training."""
+    try:
+        return socket.create_server((host, port))
+    except OSError as error:
+        raise ConfigError(f"cannot listen on {host}:{port} ({error.strerror}); choose another with --port") from None
+
+
+def serve_demo(out: Path, sock: socket.socket, report: Callable[[str], None] = print) -> None:
+    """Run the gateway on the demo's export, with a fresh demo key; blocks until Ctrl-C."""
+    from imgclf.gateway.api_keys import create_key
+    from imgclf.gateway.server import run_gateway
+    from imgclf.storage.database import connect
+
+    out = Path(out).resolve()
+    host, port = sock.getsockname()[:2]
+    settings = GatewaySettings(
+        _env_file=None,
+        registry=out / "registry",
+        model_name="shapes",
+        database_url=f"sqlite:///{out / 'imgclf.db'}",
+        image_store_dir=out / "images",
+        spool_dir=out / "spool",
+        host=host,
+        port=port,
+    )
+    key = create_key(connect(settings.database_url), "demo", "admin").secret
+    image = sorted((out / "data" / "circle").glob("*"))[0]
+    report(
+        f"\nGateway on http://{host}:{port} (API docs: http://{host}:{port}/docs). Demo API key (admin):\n  {key}\n"
+        f"Classify an image from another terminal:\n"
+        f"  curl -H 'Authorization: Bearer {key}' -F 'files=@{image}' http://{host}:{port}/v1/predict\n"
+        f"Review queue: curl -H 'Authorization: Bearer {key}' http://{host}:{port}/v1/reviews\n"
+        "Ctrl-C stops it."
+    )
+    run_gateway(settings, sock=sock)

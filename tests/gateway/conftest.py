@@ -89,7 +89,8 @@ def running_gateway(settings: GatewaySettings, backend: ModelBackend | None = No
     """The gateway app under uvicorn on a free loopback port, in a thread of this process."""
     gateway = Gateway.from_settings(settings, backend=backend)
     sock = socket.create_server(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(gateway=gateway), log_level="warning", lifespan="on"))
+    config = uvicorn.Config(create_app(gateway=gateway), log_config=None, lifespan="on")
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -13,7 +13,8 @@ import socket
 import uvicorn
 
 from imgclf.config import GatewaySettings
-from imgclf.gateway.app import create_app
+from imgclf.errors import ConfigError
+from imgclf.gateway.app import Gateway, create_app
 from imgclf.logs import configure_json_logging
 from imgclf.uvicorn_server import DrainingServer
 
@@ -22,13 +23,20 @@ def run_gateway(settings: GatewaySettings, sock: socket.socket | None = None) ->
     """Serve until SIGTERM/SIGINT. ``sock``: an already bound listening socket (else host and port)."""
     configure_json_logging(settings.log_level)
     if sock is None:
-        sock = socket.create_server((settings.host, settings.port))
+        try:
+            sock = socket.create_server((settings.host, settings.port))
+        except OSError as error:
+            raise ConfigError(f"cannot listen on {settings.host}:{settings.port} ({error.strerror})") from None
+    gateway = Gateway.from_settings(settings)  # before serving: a bad setting is one error line, not a traceback
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(gateway=gateway),
         log_level="warning",
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
         log_config=None,
     )
-    DrainingServer(config).run(sockets=[sock])
+    try:
+        DrainingServer(config).run(sockets=[sock])
+    finally:
+        gateway.close()
