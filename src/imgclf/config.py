@@ -89,6 +89,7 @@ class GatewaySettings(BaseSettings):
     model_name: str | None = None  # None: the registry's only model
     backend: str = "local"  # local, grpc://HOST:8500 or http://HOST:8501
     backend_timeout_seconds: float = Field(30, gt=0)
+    batching_parameters_file: Path | None = None  # local backend: TF Serving's batching text format
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     database_url: str = "sqlite:///imgclf.db"

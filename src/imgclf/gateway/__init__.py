@@ -1,6 +1,10 @@
 """The prediction API gateway: authentication, rate limits, validation, prediction log, reviews.
 
-Built so far (issue 4, in progress): ``api_keys`` (hashed, scoped keys), ``rate_limit`` (token
-buckets in memory or Redis), ``validation`` (upload checks before the model), ``backends``
-(in-process, gRPC or REST model backends). The FastAPI app and the review queue are not built yet.
+``app`` (FastAPI factory and the ``Gateway`` holding its parts), ``routes/`` (predict,
+predictions, reviews, health), ``dependencies`` (API key and rate limit per request),
+``middleware`` (request id, body limit, metrics, access log), ``errors`` (exceptions to the one
+JSON error shape), ``service`` (what a prediction does, without HTTP), ``uploads`` and
+``validation`` (reading and checking images), ``backends`` (in-process, gRPC or REST model),
+``auth``, ``api_keys``, ``rate_limit``, ``prediction_log`` (database or disk spool),
+``review_export``, ``metrics``, ``server`` (``imgclf gateway``).
 """

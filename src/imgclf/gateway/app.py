@@ -72,7 +72,13 @@ class Gateway:
         engine = connect(settings.database_url)
         model_name = resolve_model_name(settings.registry, settings.model_name)
         if backend is None:
-            backend = create_backend(settings.backend, settings.registry, model_name, settings.backend_timeout_seconds)
+            backend = create_backend(
+                settings.backend,
+                settings.registry,
+                model_name,
+                settings.backend_timeout_seconds,
+                settings.batching_parameters_file,
+            )
         prediction_log = PredictionLog(engine, settings.spool_dir, on_change=metrics.spool_files.set)
         prediction_log.start(settings.spool_retry_seconds)
         limits = UploadLimits(settings.max_upload_bytes, settings.max_image_pixels, settings.max_image_side)

@@ -69,18 +69,29 @@ def read_model_card(registry: Path, name: str, version: int) -> ModelCard:
 class LocalBackend:
     """The registry's model served in this process by the model server's engine."""
 
-    def __init__(self, registry: Path, model_name: str, poll_seconds: float = 1.0, timeout: float = 30) -> None:
+    def __init__(
+        self,
+        registry: Path,
+        model_name: str,
+        poll_seconds: float = 1.0,
+        timeout: float = 30,
+        batching_parameters_file: Path | None = None,
+    ) -> None:
         from imgclf.serving.metrics import ServingMetrics
-        from imgclf.serving.options import BatchingParameters, ServerOptions
+        from imgclf.serving.options import BatchingParameters, ServerOptions, load_batching_parameters
         from imgclf.serving.predictor import build_predictor
 
         self.model_name = model_name
         self.timeout = timeout
+        if batching_parameters_file is not None:
+            batching = load_batching_parameters(batching_parameters_file)
+        else:
+            batching = BatchingParameters(max_batch_size=64, max_enqueued_batches=1000)
         options = ServerOptions(
             model_name=model_name,
             model_base_path=Path(registry) / model_name,
             enable_batching=True,
-            batching_parameters=BatchingParameters(max_batch_size=64, max_enqueued_batches=1000),
+            batching_parameters=batching,
         )
         self._predictor = build_predictor(options, ServingMetrics())
         self._predictor.manager.poll_once()
@@ -220,10 +231,12 @@ class RestBackend:
         self._http.close()
 
 
-def create_backend(spec: str, registry: Path, model_name: str, timeout: float = 30) -> ModelBackend:
+def create_backend(
+    spec: str, registry: Path, model_name: str, timeout: float = 30, batching_parameters_file: Path | None = None
+) -> ModelBackend:
     """``local``, ``grpc://HOST:PORT`` or ``http(s)://HOST:PORT``."""
     if spec == "local":
-        return LocalBackend(registry, model_name, timeout=timeout)
+        return LocalBackend(registry, model_name, timeout=timeout, batching_parameters_file=batching_parameters_file)
     if spec.startswith("grpc://"):
         return GrpcBackend(spec.removeprefix("grpc://"), model_name, timeout=timeout)
     if spec.startswith(("http://", "https://")):
