@@ -1,8 +1,11 @@
 """The durable prediction log: straight to the database, or to a disk spool while it is down.
 
-Every answered prediction is recorded. ``write`` inserts the rows in one transaction; if the
-database does not answer, the rows go to a spool file instead (written to a temporary name,
-fsynced, then renamed, so a spool file is always complete) and the request is still answered.
+Every answered prediction is recorded before its answer is sent. ``write`` hands the rows to one
+writer thread, which commits everything waiting in one transaction (group commit: no lock
+contention between request threads, one commit for many requests under load) and then releases
+the waiting requests. If the database does not answer, the rows go to a spool file instead
+(written to a temporary name, fsynced, then renamed, so a spool file is always complete) and the
+requests are still answered.
 A background thread replays spool files once the database answers again. Replays are
 idempotent (rows whose id is already stored are skipped) and a file is claimed by renaming it,
 so several gateway workers can share one spool directory.
@@ -10,7 +13,7 @@ so several gateway workers can share one spool directory.
 Example:
     >>> log = PredictionLog(engine, Path("imgclf_spool"))
     >>> log.start(retry_seconds=2)
-    >>> log.write([{"id": ..., "label": "cats", ...}])   # True: stored, False: spooled
+    >>> log.write([{"id": ..., "label": "cats", ...}])   # blocks until stored (True) or spooled (False)
     True
 """
 
@@ -19,9 +22,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -49,24 +54,66 @@ def _decode(line: str) -> dict[str, Any]:
 
 
 class PredictionLog:
-    def __init__(self, engine: Engine, spool_dir: Path, on_change: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        spool_dir: Path,
+        on_change: Callable[[int], None] | None = None,
+        max_batch_rows: int = 512,
+    ) -> None:
         self.engine = engine
         self.spool_dir = Path(spool_dir)
         self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self.max_batch_rows = max_batch_rows
         self._on_change = on_change or (lambda _pending: None)
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._queue: queue.Queue[tuple[list[dict[str, Any]], Future[bool]] | None] = queue.Queue()
         self._on_change(self.pending_files())
 
     def write(self, rows: list[dict[str, Any]]) -> bool:
-        """Store ``rows``; True if they reached the database, False if they were spooled."""
+        """Store ``rows`` durably; True if they reached the database, False if they were spooled."""
+        if not self._threads or self._stop.is_set():
+            return self._store([rows])
+        future: Future[bool] = Future()
+        self._queue.put((rows, future))
+        return future.result()
+
+    def _store(self, groups: list[list[dict[str, Any]]]) -> bool:
+        rows = [row for group in groups for row in group]
         try:
-            insert_predictions(self.engine, rows)
+            insert_predictions(self.engine, rows, skip_existing=False)
             return True
         except SQLAlchemyError as error:
             log.warning("database write failed, spooling %d prediction(s): %s", len(rows), str(error).splitlines()[0])
         self._spool(rows)
         return False
+
+    def _write_batches(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            size = len(item[0])
+            while size < self.max_batch_rows:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)  # finish this batch, then stop
+                    break
+                batch.append(item)
+                size += len(item[0])
+            try:
+                stored = self._store([rows for rows, _ in batch])
+            except Exception as error:  # the spool itself failed (disk full...): the requests must know
+                for _, future in batch:
+                    future.set_exception(error)
+                continue
+            for _, future in batch:
+                future.set_result(stored)
 
     def _spool(self, rows: list[dict[str, Any]]) -> None:
         name = f"{uuid.uuid4().hex}{SPOOL_SUFFIX}"
@@ -104,10 +151,15 @@ class PredictionLog:
         return stored
 
     def start(self, retry_seconds: float) -> None:
-        """Replay the spool now and every ``retry_seconds`` in a background thread."""
+        """Start the writer thread, and replay the spool now and every ``retry_seconds``."""
         self._recover_claims()
-        self._thread = threading.Thread(target=self._run, args=(retry_seconds,), name="imgclf-spool", daemon=True)
-        self._thread.start()
+        for target, name, args in (
+            (self._write_batches, "imgclf-prediction-log", ()),
+            (self._replay_periodically, "imgclf-spool", (retry_seconds,)),
+        ):
+            thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def _recover_claims(self) -> None:
         """Files claimed by a process that died before finishing go back to the spool."""
@@ -116,7 +168,7 @@ class PredictionLog:
             if not _process_alive(pid):
                 os.rename(claimed, self.spool_dir / claimed.name.split("-", 2)[2])
 
-    def _run(self, retry_seconds: float) -> None:
+    def _replay_periodically(self, retry_seconds: float) -> None:
         while not self._stop.wait(retry_seconds):
             if self.pending_files():
                 try:
@@ -125,10 +177,19 @@ class PredictionLog:
                     log.exception("spool replay failed")
 
     def stop(self) -> None:
-        """Stop the thread after one last replay attempt (what cannot be written stays spooled)."""
+        """Write what is queued, stop the threads, make one last replay attempt (the rest stays spooled)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self._queue.put(None)
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self._threads = []
+        while True:  # anything queued after the writer stopped is written here
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[1].set_result(self._store([item[0]]))
         if self.pending_files():
             self.replay()
 

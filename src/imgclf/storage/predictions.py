@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Engine, and_, or_, select
+from sqlalchemy import Engine, and_, insert, or_, select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from imgclf.errors import InvalidCursorError, NotFoundError
@@ -143,18 +143,23 @@ def _page(
 # ------------------------------------------------------------------ queries
 
 
-def insert_predictions(engine: Engine, rows: Iterable[dict[str, Any]]) -> int:
-    """Insert prediction rows (dicts of column values) in one transaction; ids already present are skipped.
+def insert_predictions(engine: Engine, rows: Iterable[dict[str, Any]], skip_existing: bool = True) -> int:
+    """Insert prediction rows (dicts of column values) in one transaction; returns how many were new.
 
-    Skipping makes re-delivery safe: a spooled batch replayed twice is stored once.
+    With ``skip_existing`` rows whose id is already stored are skipped, which makes re-delivery
+    safe: a spooled batch replayed twice is stored once. Fresh rows (new ids) can skip the check.
     """
     rows = list(rows)
+    if not rows:
+        return 0
     with session_scope(engine) as session:
-        ids = [row["id"] for row in rows]
-        present = set(session.scalars(select(Prediction.id).where(Prediction.id.in_(ids))))
-        fresh = [Prediction(**row) for row in rows if row["id"] not in present]
-        session.add_all(fresh)
-    return len(fresh)
+        if skip_existing:
+            ids = [row["id"] for row in rows]
+            present = set(session.scalars(select(Prediction.id).where(Prediction.id.in_(ids))))
+            rows = [row for row in rows if row["id"] not in present]
+        if rows:
+            session.execute(insert(Prediction), rows)
+    return len(rows)
 
 
 def get_prediction(engine: Engine, prediction_id: str, api_key_id: str | None = None) -> Prediction:
