@@ -35,9 +35,13 @@ def gateway_requests(images: list[bytes], key: str) -> list[bytes]:
     boundary = "imgclfbenchboundary"
     for image in images:
         body = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="image.jpg"\r\n'
-            "Content-Type: image/jpeg\r\n\r\n"
-        ).encode() + image + f"\r\n--{boundary}--\r\n".encode()
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="image.jpg"\r\n'
+                "Content-Type: image/jpeg\r\n\r\n"
+            ).encode()
+            + image
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
         head = (
             f"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
             f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -53,7 +57,9 @@ def measure(port: int, requests: list[bytes], args: argparse.Namespace, name: st
         print(name, result, flush=True)
 
 
-def run_model_server(export: Path, batching: Path, args: argparse.Namespace, images: list[bytes], results: dict) -> None:
+def run_model_server(
+    export: Path, batching: Path, args: argparse.Namespace, images: list[bytes], results: dict
+) -> None:
     rest_port, grpc_port = free_port(), free_port()
     command = [
         str(REPO / ".venv/bin/imgclf"), "serve", "--model-name", export.name, "--model-base-path", str(export),
@@ -69,7 +75,13 @@ def run_model_server(export: Path, batching: Path, args: argparse.Namespace, ima
 
 
 def run_gateway(
-    name: str, database_url: str, export: Path, batching: Path, args: argparse.Namespace, images: list[bytes], work: Path
+    name: str,
+    database_url: str,
+    export: Path,
+    batching: Path,
+    args: argparse.Namespace,
+    images: list[bytes],
+    work: Path,
 ) -> list[dict]:
     from imgclf.gateway.api_keys import create_key
     from imgclf.storage.database import connect

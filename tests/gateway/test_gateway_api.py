@@ -267,3 +267,24 @@ def test_remote_model_server_backend(cats_dogs_registry, photos, tmp_path, backe
             scores = [[a["scores"]["cats"], a["scores"]["dogs"]] for a in answer.json()["predictions"]]
             np.testing.assert_allclose(scores, offline, atol=1e-5)
             assert answer.json()["model_version"] == 1
+
+
+def test_retention_prunes_old_unreviewed_images_only(cats_dogs_registry, photos, tmp_path):
+    import os
+    import time
+
+    from imgclf.gateway.retention import prune_images
+    from imgclf.storage.predictions import record_review
+
+    settings = gateway_settings(tmp_path, cats_dogs_registry, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with running_gateway(settings) as gw:
+        answers = gw.client.post("/v1/predict", files=upload(photos, 3), headers=bearer(gw.key())).json()
+        engine = gw.gateway.engine
+        store = ImageStore(tmp_path / "images")
+        digests = [a["image"]["sha256"] for a in answers["predictions"]]
+        record_review(engine, answers["predictions"][0]["id"], "cats", "ana")
+        old = time.time() - 100 * 86400
+        for digest in digests[:2]:  # the reviewed one and one unreviewed one are 100 days old
+            os.utime(store.path(digest), (old, old))
+        assert prune_images(engine, store, older_than_days=90) == 1
+        assert [store.contains(d) for d in digests] == [True, False, True]

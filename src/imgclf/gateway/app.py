@@ -29,6 +29,7 @@ from imgclf.gateway.metrics import GatewayMetrics
 from imgclf.gateway.middleware import RequestContextMiddleware
 from imgclf.gateway.prediction_log import PredictionLog
 from imgclf.gateway.rate_limit import RateLimiter, create_rate_limiter
+from imgclf.gateway.retention import RetentionWorker
 from imgclf.gateway.schemas import ErrorBody
 from imgclf.gateway.service import ModelCards, PredictionService, ReviewPolicy
 from imgclf.gateway.validation import UploadLimits
@@ -63,6 +64,7 @@ class Gateway:
     prediction_log: PredictionLog
     service: PredictionService
     metrics: GatewayMetrics
+    retention: RetentionWorker
 
     @classmethod
     def from_settings(
@@ -84,6 +86,8 @@ class Gateway:
         limits = UploadLimits(settings.max_upload_bytes, settings.max_image_pixels, settings.max_image_side)
         policy = ReviewPolicy(settings.review_confidence_threshold, settings.review_margin)
         store = ImageStore(settings.image_store_dir)
+        retention = RetentionWorker(engine, store, settings.image_retention_days)
+        retention.start()
         service = PredictionService(
             backend, ModelCards(settings.registry), store, prediction_log, limits, policy, metrics
         )
@@ -98,6 +102,7 @@ class Gateway:
             prediction_log=prediction_log,
             service=service,
             metrics=metrics,
+            retention=retention,
         )
 
     def readiness(self) -> dict[str, str]:
@@ -113,6 +118,7 @@ class Gateway:
 
     def close(self) -> None:
         """Finish queued model work, write what the spool holds if the database answers, release connections."""
+        self.retention.stop()
         self.backend.close()
         self.prediction_log.stop()
         self.engine.dispose()

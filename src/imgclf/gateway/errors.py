@@ -2,7 +2,8 @@
 
 ``{"error": {"code": "unsupported_format", "message": "...", "request_id": "..."}}``. ``code`` is
 stable and machine-readable; ``message`` is for people. Model-backend trouble is 503 with
-``Retry-After`` (never a 500); a bug is a 500 in the same shape, with details only in the log.
+``Retry-After`` (never a 500); a bug is a 500 in the same shape, with details only in the log
+(``imgclf.gateway.middleware``).
 """
 
 from __future__ import annotations
@@ -109,12 +110,7 @@ def install_error_handlers(app: FastAPI, retry_after: int) -> None:
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         return error_response(request, 422, "invalid_request", _validation_message(error))
 
-    async def unexpected(request: Request, error: Exception) -> JSONResponse:
-        log.exception("unhandled error", extra={"request_id": request_id_of(request)})
-        return error_response(request, 500, "internal_error", "internal error; the request id is in the server log")
-
     for kind in (ApiError, ImgclfError, SQLAlchemyError):
         app.add_exception_handler(kind, mapped)
     app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, invalid)  # type: ignore[arg-type]
-    app.add_exception_handler(Exception, unexpected)

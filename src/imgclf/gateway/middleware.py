@@ -6,6 +6,8 @@
   is counted while it streams in and refused as soon as it passes the limit, so nobody can make
   the gateway buffer an unbounded upload.
 - Metrics: requests by route template, method and status; latency histogram by route.
+- An unexpected exception becomes a 500 in the usual error shape (with ``X-Request-ID``) and a
+  logged traceback; it never takes the process down.
 """
 
 from __future__ import annotations
@@ -47,11 +49,12 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
+        started = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
@@ -75,6 +78,17 @@ class RequestContextMiddleware:
                 await JSONResponse(body, status_code=413, headers={"Connection": "close"})(scope, receive, send_with_id)
             else:
                 await self.app(scope, limited_receive, send_with_id)
+        except Exception:  # a bug: answer in the error shape, with the request id, and log it
+            access_log.exception("unhandled error")
+            if not started:
+                body = {
+                    "error": {
+                        "code": "internal_error",
+                        "message": "internal error; the request id is in the server log",
+                        "request_id": request_id,
+                    }
+                }
+                await JSONResponse(body, status_code=500)(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
