@@ -77,6 +77,7 @@ def test_request_shape_errors(gw, key, photos):
 def test_still_healthy_and_counting_after_the_corpus(gw, key, photos):
     assert gw.client.get("/healthz").status_code == 200
     assert gw.client.get("/readyz").status_code == 200
+    assert gw.client.get("/docs").status_code == 200  # OpenAPI docs
     good = gw.client.post("/v1/predict", files=upload(photos, 2), headers=bearer(key))
     assert good.status_code == 200 and len(good.json()["predictions"]) == 2
     assert gw.metric("imgclf_gateway_upload_rejections_total", code="truncated_image") >= 1
