@@ -392,11 +392,10 @@ def gateway(
     Everything else comes from IMGCLF_* environment variables (database, Redis, limits...); see
     the README's gateway section.
     """
-    from imgclf.config import GatewaySettings
     from imgclf.gateway.server import run_gateway
 
     overrides = {"registry": registry, "model_name": model, "backend": backend, "host": host, "port": port}
-    settings = GatewaySettings(**{k: v for k, v in overrides.items() if v is not None})
+    settings = _gateway_settings(**{k: v for k, v in overrides.items() if v is not None})
     if not settings.registry.is_dir():
         from imgclf.errors import ConfigError
 
@@ -407,11 +406,25 @@ def gateway(
 # ---------------------------------------------------------------- keys
 
 
-def _gateway_database():  # type: ignore[no-untyped-def]
+def _gateway_settings(**overrides):  # type: ignore[no-untyped-def]
+    """``GatewaySettings`` from IMGCLF_* variables; a bad value is one error line naming the variable."""
+    from pydantic import ValidationError
+
     from imgclf.config import GatewaySettings
+    from imgclf.errors import ConfigError
+
+    try:
+        return GatewaySettings(**overrides)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = "IMGCLF_" + "_".join(str(p) for p in error["loc"]).upper()
+        raise ConfigError(f"invalid {name}: {error['msg']} (got {error.get('input')!r})") from None
+
+
+def _gateway_database():  # type: ignore[no-untyped-def]
     from imgclf.storage.database import connect
 
-    return connect(GatewaySettings().database_url)
+    return connect(_gateway_settings().database_url)
 
 
 @keys_app.command("create")
@@ -459,11 +472,10 @@ def reviews_export(
     ] = None,
 ) -> None:
     """Write reviewed images and their labels as a CSV manifest that imgclf train accepts."""
-    from imgclf.config import GatewaySettings
     from imgclf.gateway.review_export import export_reviews
     from imgclf.storage.image_store import ImageStore
 
-    settings = GatewaySettings()
+    settings = _gateway_settings()
     summary = export_reviews(_gateway_database(), ImageStore(settings.image_store_dir), out, since)
     console.print(
         f"Wrote {summary.rows} reviewed image(s) in {len(summary.labels)} class(es) to {out}"

@@ -21,6 +21,10 @@ def test_gateway_refuses_bad_settings_in_one_line(tmp_path, capsys, monkeypatch,
     _one_error_line(*run_cli(["gateway", "--registry", two_models], capsys)[::2], "choose one with --model")
     code, _, err = run_cli(["gateway", "--registry", cats_dogs_registry, "--backend", "ftp://x"], capsys)
     _one_error_line(code, err, "backend must be local")
+    monkeypatch.setenv("IMGCLF_RATE_LIMIT_BURST", "lots")
+    _one_error_line(
+        *run_cli(["gateway", "--registry", cats_dogs_registry], capsys)[::2], "invalid IMGCLF_RATE_LIMIT_BURST"
+    )
 
 
 def test_demo_refuses_a_busy_port_before_training(tmp_path, capsys):
