@@ -27,27 +27,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.serving import BATCHING, free_port, http_load, rest_requests, stop, wait_until_ready  # noqa: E402
+from benchmarks.serving import (  # noqa: E402
+    BATCHING,
+    free_port,
+    http_load,
+    multipart_requests,
+    rest_requests,
+    stop,
+    wait_until_ready,
+)
 
 
 def gateway_requests(images: list[bytes], key: str) -> list[bytes]:
-    out = []
-    boundary = "imgclfbenchboundary"
-    for image in images:
-        body = (
-            (
-                f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="image.jpg"\r\n'
-                "Content-Type: image/jpeg\r\n\r\n"
-            ).encode()
-            + image
-            + f"\r\n--{boundary}--\r\n".encode()
-        )
-        head = (
-            f"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
-            f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n"
-        )
-        out.append(head.encode() + body)
-    return out
+    return multipart_requests(images, "/v1/predict", "files", f"Authorization: Bearer {key}\r\n")
 
 
 def measure(port: int, requests: list[bytes], args: argparse.Namespace, name: str, results: dict) -> None:

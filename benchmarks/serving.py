@@ -201,24 +201,29 @@ def rest_requests(images: list[bytes], model: str) -> list[bytes]:
     return out
 
 
-def flask_requests(images: list[bytes]) -> list[bytes]:
+def multipart_requests(images: list[bytes], path: str, field: str, extra_headers: str = "") -> list[bytes]:
+    """One raw HTTP/1.1 POST per image: a multipart upload of the image in form field ``field``."""
     out = []
     boundary = "imgclfbenchboundary"
     for image in images:
         body = (
             (
-                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="image.jpg"\r\n'
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="image.jpg"\r\n'
                 "Content-Type: image/jpeg\r\n\r\n"
             ).encode()
             + image
             + f"\r\n--{boundary}--\r\n".encode()
         )
         head = (
-            f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra_headers}"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n"
         )
         out.append(head.encode() + body)
     return out
+
+
+def flask_requests(images: list[bytes]) -> list[bytes]:
+    return multipart_requests(images, "/predict", "file")
 
 
 # ---------------------------------------------------------------- main

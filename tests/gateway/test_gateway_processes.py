@@ -231,8 +231,9 @@ def test_gunicorn_config_runs_two_workers_with_aggregated_metrics(cats_dogs_regi
             if line.startswith("imgclf_gateway_predictions_total{")
         )
         assert total == 6
-        workers = {line for line in (tmp_path / "prometheus").iterdir()}
-        assert len(workers) >= 2  # one metrics file set per worker
+        # Files are named <type>_<pid>.db: two worker pids means both workers report.
+        workers = {path.stem.rsplit("_", 1)[1] for path in (tmp_path / "prometheus").glob("*.db")}
+        assert len(workers) == 2
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0
     assert count_predictions(database_url) == 6

@@ -60,11 +60,15 @@ def request_id_of(request: Request) -> str:
     return getattr(request.state, "request_id", "")
 
 
+def error_body(code: str, message: str, request_id: str) -> dict[str, dict[str, str]]:
+    """The one error shape every gateway error uses."""
+    return {"error": {"code": code, "message": message, "request_id": request_id}}
+
+
 def error_response(
     request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    body = {"error": {"code": code, "message": message, "request_id": request_id_of(request)}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(error_body(code, message, request_id_of(request)), status_code=status, headers=headers)
 
 
 def to_api_error(error: Exception, retry_after: int) -> ApiError:

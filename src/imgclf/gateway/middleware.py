@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from imgclf.gateway.errors import error_body
 from imgclf.gateway.metrics import GatewayMetrics
 from imgclf.logs import request_id_var
 
@@ -74,20 +75,14 @@ class RequestContextMiddleware:
             declared = headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self.body_limit:
                 error = BodyTooLarge(self.body_limit)
-                body = {"error": {"code": "request_too_large", "message": error.detail, "request_id": request_id}}
+                body = error_body("request_too_large", error.detail, request_id)
                 await JSONResponse(body, status_code=413, headers={"Connection": "close"})(scope, receive, send_with_id)
             else:
                 await self.app(scope, limited_receive, send_with_id)
         except Exception:  # a bug: answer in the error shape, with the request id, and log it
             access_log.exception("unhandled error")
             if not started:
-                body = {
-                    "error": {
-                        "code": "internal_error",
-                        "message": "internal error; the request id is in the server log",
-                        "request_id": request_id,
-                    }
-                }
+                body = error_body("internal_error", "internal error; the request id is in the server log", request_id)
                 await JSONResponse(body, status_code=500)(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+import redis
+
 log = logging.getLogger(__name__)
 
 
@@ -88,8 +90,6 @@ class RedisRateLimiter:
         self._ttl = max(1, math.ceil(burst / rate) + 1)
 
     def acquire(self, key: str) -> Decision:
-        import redis
-
         try:
             allowed, retry, remaining = self._script(keys=[self.prefix + key], args=[self.rate, self.burst, self._ttl])
         except redis.RedisError as error:
@@ -101,8 +101,6 @@ class RedisRateLimiter:
 
 def create_rate_limiter(rate_per_minute: float, burst: int, redis_url: str | None) -> RateLimiter:
     if redis_url:
-        import redis
-
         client = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
         return RedisRateLimiter(client, rate_per_minute / 60, burst)
     return MemoryRateLimiter(rate_per_minute / 60, burst)

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from imgclf.gateway.service import PredictOutcome
+from imgclf.gateway.validation import ImageUpload
 from imgclf.storage.models import Prediction
 from imgclf.storage.predictions import ReviewStatus, as_utc, review_status
 
@@ -36,6 +38,11 @@ class ImageInfo(BaseModel):
     height: int
     bytes: int
 
+    @classmethod
+    def of(cls, upload: ImageUpload) -> ImageInfo:
+        return cls(sha256=upload.sha256, format=upload.format, width=upload.width, height=upload.height,
+                   bytes=len(upload.data))  # fmt: skip
+
 
 class PredictedImage(BaseModel):
     id: str = Field(description="Prediction id: GET /v1/predictions/{id}, POST /v1/reviews/{id}.")
@@ -55,6 +62,31 @@ class PredictResponse(BaseModel):
     model_version: int
     latency_ms: float = Field(description="Validation and classification time in the gateway.")
     predictions: list[PredictedImage]
+
+    @classmethod
+    def of(cls, outcome: PredictOutcome, request_id: str) -> PredictResponse:
+        name, version = outcome.model_name, outcome.model_version
+        predictions = [
+            PredictedImage(
+                id=p.id,
+                label=p.label,
+                confidence=p.confidence,
+                scores=p.scores,
+                threshold=p.threshold,
+                needs_review=p.needs_review,
+                model_name=name,
+                model_version=version,
+                image=ImageInfo.of(p.image),
+            )
+            for p in outcome.predictions
+        ]
+        return cls(
+            request_id=request_id,
+            model_name=name,
+            model_version=version,
+            latency_ms=round(outcome.latency_ms, 3),
+            predictions=predictions,
+        )
 
 
 class Review(BaseModel):

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from imgclf.gateway.app import Gateway
 from imgclf.gateway.dependencies import get_gateway
-from imgclf.gateway.errors import request_id_of
+from imgclf.gateway.errors import error_body, request_id_of
 from imgclf.gateway.schemas import Readiness
 
 router = APIRouter(tags=["health"])
@@ -29,8 +29,8 @@ async def readyz(request: Request, gateway: Annotated[Gateway, Depends(get_gatew
     if all(value == "ok" for value in checks.values()):
         return JSONResponse({"status": "ready", "checks": checks})
     problems = "; ".join(f"{name}: {value}" for name, value in checks.items() if value != "ok")
-    error = {"code": "not_ready", "message": problems, "request_id": request_id_of(request)}
-    return JSONResponse({"status": "not_ready", "checks": checks, "error": error}, status_code=503)
+    body = {"status": "not_ready", "checks": checks, **error_body("not_ready", problems, request_id_of(request))}
+    return JSONResponse(body, status_code=503)
 
 
 @router.get("/metrics", response_class=Response)

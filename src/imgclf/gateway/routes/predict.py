@@ -11,7 +11,7 @@ from imgclf.gateway.api_keys import KeyInfo
 from imgclf.gateway.app import Gateway
 from imgclf.gateway.dependencies import get_gateway, require_scope
 from imgclf.gateway.errors import ApiError, request_id_of
-from imgclf.gateway.schemas import ErrorBody, ImageInfo, PredictedImage, PredictResponse
+from imgclf.gateway.schemas import ErrorBody, PredictResponse
 from imgclf.gateway.uploads import read_images
 
 router = APIRouter(prefix="/v1", tags=["predict"])
@@ -62,29 +62,4 @@ async def predict(
     images = await read_images(request, gateway.settings.max_images_per_request)
     request_id = request_id_of(request)
     outcome = await run_in_threadpool(gateway.service.predict, images, key.id, request_id, version, label)
-    return PredictResponse(
-        request_id=request_id,
-        model_name=outcome.model_name,
-        model_version=outcome.model_version,
-        latency_ms=round(outcome.latency_ms, 3),
-        predictions=[
-            PredictedImage(
-                id=p.id,
-                label=p.label,
-                confidence=p.confidence,
-                scores=p.scores,
-                threshold=p.threshold,
-                needs_review=p.needs_review,
-                model_name=outcome.model_name,
-                model_version=outcome.model_version,
-                image=ImageInfo(
-                    sha256=p.image.sha256,
-                    format=p.image.format,
-                    width=p.image.width,
-                    height=p.image.height,
-                    bytes=len(p.image.data),
-                ),
-            )
-            for p in outcome.predictions
-        ],
-    )
+    return PredictResponse.of(outcome, request_id)
