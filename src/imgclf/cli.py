@@ -33,6 +33,8 @@ keys_app = typer.Typer(help="Create, list and revoke the gateway's API keys.", n
 app.add_typer(keys_app, name="keys")
 reviews_app = typer.Typer(help="Work with the gateway's review queue.", no_args_is_help=True)
 app.add_typer(reviews_app, name="reviews")
+monitor_app = typer.Typer(help="Drift and prediction quality of the served model.", no_args_is_help=True)
+app.add_typer(monitor_app, name="monitor")
 console = Console()
 
 
@@ -257,11 +259,17 @@ def export(
     run_dir: Annotated[Path, typer.Argument(help="Run directory from `imgclf train`.")],
     registry: Annotated[Path, typer.Option(help="Registry directory; the model goes to REGISTRY/NAME/<version>.")],
     name: Annotated[str | None, typer.Option(help="Model name (default: the run directory's name).")] = None,
+    reference_data: Annotated[
+        str | None,
+        typer.Option(
+            help="Images for the drift reference profile (folder or CSV; default: the run's validation split)."
+        ),
+    ] = None,
 ) -> None:
     """Write a versioned SavedModel that takes encoded image bytes (TF Serving can load it)."""
     from imgclf.export.savedmodel import export_run
 
-    console.print(f"Exported {export_run(run_dir, registry, name)}")
+    console.print(f"Exported {export_run(run_dir, registry, name, reference_data)}")
 
 
 @app.command()
@@ -481,6 +489,85 @@ def reviews_export(
         f"Wrote {summary.rows} reviewed image(s) in {len(summary.labels)} class(es) to {out}"
         + (f"; {summary.missing_images} image(s) no longer in the store were skipped" if summary.missing_images else "")
     )
+
+
+# ---------------------------------------------------------------- monitor
+
+
+def _monitored_model(registry: Path | None, model: str | None):  # type: ignore[no-untyped-def]
+    from imgclf.gateway.app import resolve_model_name
+    from imgclf.monitoring.jobs import ProfileCache
+
+    settings = _gateway_settings(**({"registry": registry} if registry else {}))
+    return settings, ProfileCache(settings.registry), resolve_model_name(settings.registry, model)
+
+
+@monitor_app.command("drift")
+def monitor_drift(
+    model: Annotated[str | None, typer.Option(help="Model name (default: the registry's only model).")] = None,
+    version: Annotated[int | None, typer.Option(help="Version (default: the newest one with predictions).")] = None,
+    since: Annotated[str | None, typer.Option(help="Predictions of this last period: 30m, 24h, 7d.")] = None,
+    window: Annotated[
+        int | None, typer.Option(help="The newest N predictions (default IMGCLF_DRIFT_WINDOW, 1000, without --since).")
+    ] = None,
+    registry: Annotated[Path | None, typer.Option(help="Registry directory (default IMGCLF_REGISTRY).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
+    html: Annotated[Path | None, typer.Option(help="Also write an HTML report with the distributions.")] = None,
+    fail_on_drift: Annotated[bool, typer.Option(help="Exit with status 3 when drift is detected.")] = False,
+) -> None:
+    """Compare recent predictions with the version's reference profile (PSI, JS, KS, MMD)."""
+    from imgclf.monitoring.jobs import drift_check, now_minus, parse_duration
+    from imgclf.monitoring.report import report_lines, write_html_report, write_json_report
+
+    settings, profiles, name = _monitored_model(registry, model)
+    start = now_minus(parse_duration(since)) if since else None
+    size = window if window is not None else (None if since else settings.drift_window)
+    report, profile, observed = drift_check(
+        _gateway_database(), profiles, name, version, start, size, settings.drift_thresholds()
+    )
+    for line in report_lines(report):
+        console.print(line, highlight=False, markup=False)
+    if json_out:
+        write_json_report(report, json_out)
+        console.print(f"JSON report: {json_out}")
+    if html:
+        write_html_report(report, profile, observed, html)
+        console.print(f"HTML report: {html}")
+    if fail_on_drift and report.verdict == "drift":
+        raise typer.Exit(3)
+
+
+@monitor_app.command("quality")
+def monitor_quality(
+    model: Annotated[str | None, typer.Option(help="Model name (default: the registry's only model).")] = None,
+    since: Annotated[str, typer.Option(help="Period to cover: 24h, 7d, 4w.")] = "7d",
+    bucket: Annotated[str, typer.Option(help="Time bucket: 1h, 1d, ...")] = "1d",
+    registry: Annotated[Path | None, typer.Option(help="Registry directory (default IMGCLF_REGISTRY).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the rows as JSON here.")] = None,
+) -> None:
+    """Quality per version over time: needs-review rate, confidence, estimated and realized accuracy."""
+    import json
+
+    from imgclf.monitoring.jobs import now_minus, parse_duration, quality_over_time
+    from imgclf.monitoring.report import format_value
+
+    _, profiles, name = _monitored_model(registry, model)
+    points = quality_over_time(
+        _gateway_database(), profiles, name, now_minus(parse_duration(since)), parse_duration(bucket)
+    )
+    table = Table(
+        "version", "from", "predictions", "needs review", "mean conf.", "est. accuracy", "reviewed", "realized acc."
+    )
+    for point in points:
+        q = point.quality
+        table.add_row(
+            str(point.model_version), point.bucket_start, str(q.predictions), format_value(q.needs_review_rate, 3),
+            format_value(q.mean_confidence, 3), format_value(q.estimated_accuracy, 3), str(q.reviewed),
+            format_value(q.realized_accuracy, 3),
+        )  # fmt: skip
+    console.print(table)
+    if json_out:
+        json_out.write_text(json.dumps([p.to_dict() for p in points], indent=2) + "\n", encoding="utf-8")
 
 
 # ---------------------------------------------------------------- entry point

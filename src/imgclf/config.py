@@ -111,6 +111,31 @@ class GatewaySettings(BaseSettings):
     retry_after_seconds: int = Field(5, ge=1)  # told to clients when the model backend is unavailable
     shutdown_grace_seconds: float = Field(30, ge=0)
     log_level: str = "info"
+    # Drift monitoring (imgclf.monitoring.drift): the gateway's periodic check and `imgclf monitor drift`.
+    drift_interval_seconds: float = Field(300, ge=0)  # 0 turns the gateway's periodic check off
+    drift_window: int = Field(1000, ge=1)  # newest predictions per version compared with the reference
+    drift_lookback_hours: float = Field(24, gt=0)  # versions without predictions this recent are not checked
+    drift_psi: float = Field(0.25, gt=0)
+    drift_js_distance: float = Field(0.2, gt=0, le=1)
+    drift_ks_p_value: float = Field(0.01, gt=0, lt=1)
+    drift_mmd_p_value: float = Field(0.01, gt=0, lt=1)
+    drift_accuracy_drop: float = Field(0.05, gt=0, le=1)
+    drift_min_window: int = Field(50, ge=2)
+    drift_permutations: int = Field(500, ge=10)
+
+    def drift_thresholds(self):  # type: ignore[no-untyped-def]
+        """The drift tests' thresholds (``imgclf.monitoring.drift.DriftThresholds``)."""
+        from imgclf.monitoring.drift import DriftThresholds
+
+        return DriftThresholds(
+            psi=self.drift_psi,
+            js_distance=self.drift_js_distance,
+            ks_p_value=self.drift_ks_p_value,
+            mmd_p_value=self.drift_mmd_p_value,
+            accuracy_drop=self.drift_accuracy_drop,
+            min_window=self.drift_min_window,
+            permutations=self.drift_permutations,
+        )
 
     @property
     def request_body_limit(self) -> int:

@@ -72,3 +72,7 @@ class InvalidCursorError(ImgclfError):
 
 class DatabaseUnavailableError(ImgclfError):
     """The database does not answer and the request cannot be served without it."""
+
+
+class MonitoringError(ImgclfError):
+    """A drift or quality check cannot run: no reference profile, no predictions, bad window."""

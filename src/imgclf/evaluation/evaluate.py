@@ -43,7 +43,8 @@ class Predictions:
     scores: np.ndarray  # [N, classes]
 
 
-def _choose_data(run: RunDir, data: str | None, split: str | None) -> tuple[Dataset, str]:
+def choose_data(run: RunDir, data: str | None, split: str | None) -> tuple[Dataset, str]:
+    """The run's validation split, or ``data`` (whole if unsplit, else its ``split``, default ``val``)."""
     if data is None:
         return load_dataset(run.manifest).subset(split or "val"), f"run {split or 'val'} split"
     dataset = load_dataset(data)
@@ -86,7 +87,7 @@ def evaluate_run(
     run.require_trained()
     config = TrainConfig.load(run.config)
     classes = run.read_labels()
-    dataset, source = _choose_data(run, data, split)
+    dataset, source = choose_data(run, data, split)
     unknown = sorted(set(dataset.classes) - set(classes))
     if unknown:
         raise DatasetError(

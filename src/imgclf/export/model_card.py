@@ -67,7 +67,13 @@ def build_model_card(
         "signatures": {
             "serving_default": {
                 "inputs": {"image_bytes": "string [N]"},
-                "outputs": {"scores": "float32 [N, classes]", "class_ids": "int64 [N]", "labels": "string [N]"},
+                "outputs": {
+                    "scores": "float32 [N, classes]",
+                    "class_ids": "int64 [N]",
+                    "labels": "string [N]",
+                    "embedding": "float32 [N, D]",
+                    "embedding_projection": "float32 [N, 32]",
+                },
             },
             "serving_pixels": {
                 "inputs": {"pixels": f"float32 [N, {spec.image_size}, {spec.image_size}, 3] in [0, 255]"}

@@ -12,7 +12,10 @@
   Both run ``imgclf.preprocessing`` inside the graph, so clients never preprocess. Binary models
   pick the positive (second) class when its score ≥ the threshold chosen by ``imgclf evaluate``
   (0.5 if the run was never evaluated); other models pick the highest score.
-* ``assets/labels.txt``; ``assets.extra/model_card.json``; ``assets.extra/tf_serving_warmup_requests``.
+* ``assets/labels.txt``; ``assets.extra/model_card.json``; ``assets.extra/tf_serving_warmup_requests``;
+  ``assets.extra/reference_profile.json``: what monitoring compares production with, measured by
+  this SavedModel on the reference images (the run's validation split, or ``reference_data``);
+  see ``imgclf.monitoring.profile``.
 
 The version is one more than the highest existing integer version. Everything is written under a
 hidden temporary name first and renamed into place, so TF Serving (which only looks at integer
@@ -28,13 +31,14 @@ import uuid
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from imgclf.config import TrainConfig
 from imgclf.errors import ExportError
 from imgclf.export.model_card import build_model_card
 from imgclf.export.warmup import write_warmup_requests
-from imgclf.modeling.architectures import class_scores
+from imgclf.modeling.architectures import EMBEDDING_LAYER_NAME, class_scores
 from imgclf.modeling.training import preprocessing_spec
 from imgclf.preprocessing import PreprocessingSpec, normalize, preprocess_batch
 from imgclf.run_dir import RunDir, read_json, write_json
@@ -43,6 +47,8 @@ SERVING_SIGNATURE = "serving_default"
 PIXELS_SIGNATURE = "serving_pixels"
 INPUT_BYTES = "image_bytes"
 INPUT_PIXELS = "pixels"
+PROJECTION_DIM = 32
+PROJECTION_SEED = 0
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -59,26 +65,46 @@ def _decision(scores: tf.Tensor, threshold: float | None) -> tf.Tensor:
     return tf.cast(scores[:, 1] >= threshold, tf.int64)
 
 
+def projection_matrix(input_dim: int, dim: int = PROJECTION_DIM, seed: int = PROJECTION_SEED) -> np.ndarray:
+    """The fixed random projection of embeddings: Gaussian, scaled by 1/√dim (Johnson–Lindenstrauss)."""
+    return (np.random.default_rng(seed).standard_normal((input_dim, dim)) / np.sqrt(dim)).astype(np.float32)
+
+
+def with_embedding(model: keras.Model) -> keras.Model:
+    """The model with two outputs: its embedding layer's output and its scores."""
+    embedding = model.get_layer(EMBEDDING_LAYER_NAME).output
+    return keras.Model(model.inputs, [embedding, model.outputs[0]], name=f"{model.name}_with_embedding")
+
+
 def build_archive(
     model: keras.Model, classes: list[str], spec: PreprocessingSpec, threshold: float | None
 ) -> keras.export.ExportArchive:
     """The ExportArchive with both serving signatures, around an in-memory Keras model."""
     labels = tf.constant(classes)
+    both = with_embedding(model)
+    projection = tf.constant(projection_matrix(int(both.outputs[0].shape[-1])))
 
-    def outputs(raw: tf.Tensor) -> dict[str, tf.Tensor]:
+    def outputs(embedding: tf.Tensor, raw: tf.Tensor) -> dict[str, tf.Tensor]:
         scores = class_scores(raw)
         class_ids = _decision(scores, threshold)
-        return {"scores": scores, "class_ids": class_ids, "labels": tf.gather(labels, class_ids)}
+        embedding = tf.cast(embedding, tf.float32)
+        return {
+            "scores": scores,
+            "class_ids": class_ids,
+            "labels": tf.gather(labels, class_ids),
+            "embedding": embedding,
+            "embedding_projection": tf.matmul(embedding, projection),
+        }
 
     def serve_bytes(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
-        return outputs(model(preprocess_batch(image_bytes, spec), training=False))
+        return outputs(*both(preprocess_batch(image_bytes, spec), training=False))
 
     def serve_pixels(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
-        return outputs(model(normalize(pixels, spec.normalization), training=False))
+        return outputs(*both(normalize(pixels, spec.normalization), training=False))
 
     size = spec.image_size
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    archive.track(both)
     archive.add_endpoint(
         SERVING_SIGNATURE, serve_bytes, input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_BYTES)]
     )
@@ -100,8 +126,14 @@ def _threshold(run: RunDir, classes: list[str]) -> tuple[float | None, str]:
     return 0.5, "default 0.5 (run not evaluated)"
 
 
-def export_run(run_dir: str | Path, registry: str | Path, name: str | None = None) -> Path:
-    """Export a trained run into ``registry/name/<next version>``; return that directory."""
+def export_run(
+    run_dir: str | Path, registry: str | Path, name: str | None = None, reference_data: str | None = None
+) -> Path:
+    """Export a trained run into ``registry/name/<next version>``; return that directory.
+
+    ``reference_data`` (a folder or CSV manifest; its ``val`` split if it has splits) replaces the
+    run's validation split as the images the reference profile is measured on.
+    """
     run = RunDir(Path(run_dir).expanduser().resolve())
     run.require_trained()
     name = name or run.path.name
@@ -123,6 +155,17 @@ def export_run(run_dir: str | Path, registry: str | Path, name: str | None = Non
         extra = tmp / "assets.extra"
         write_warmup_requests(extra / "tf_serving_warmup_requests", name, spec)
         card = build_model_card(run, config, classes, spec, threshold, threshold_source, name)
+        from imgclf.export.reference import build_reference_profile  # imports this module
+
+        profile = build_reference_profile(tmp, run, classes, reference_data)
+        profile.save(tmp)
+        card["monitoring"] = {
+            "reference_profile": "assets.extra/reference_profile.json",
+            "reference_images": profile.window.size,
+            "reference_source": profile.source,
+            "reference_accuracy": profile.accuracy,
+            "embedding": profile.embedding,
+        }
         return _publish(tmp, base, card, extra)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

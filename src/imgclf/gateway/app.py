@@ -23,7 +23,8 @@ from sqlalchemy import Engine, text
 from imgclf.config import GatewaySettings
 from imgclf.errors import ConfigError
 from imgclf.gateway.auth import Authenticator
-from imgclf.gateway.backends import ModelBackend, create_backend
+from imgclf.gateway.backends import LocalBackend, ModelBackend, create_backend
+from imgclf.gateway.drift_monitor import DriftMonitor
 from imgclf.gateway.errors import install_error_handlers
 from imgclf.gateway.metrics import GatewayMetrics
 from imgclf.gateway.middleware import RequestContextMiddleware
@@ -65,6 +66,7 @@ class Gateway:
     service: PredictionService
     metrics: GatewayMetrics
     retention: RetentionWorker
+    drift_monitor: DriftMonitor
 
     @classmethod
     def from_settings(
@@ -91,6 +93,10 @@ class Gateway:
         service = PredictionService(
             backend, ModelCards(settings.registry), store, prediction_log, limits, policy, metrics
         )
+        if isinstance(backend, LocalBackend):
+            metrics.extra_registries.append(backend.serving_metrics.registry)
+        drift_monitor = DriftMonitor(engine, settings, model_name, metrics)
+        drift_monitor.start()
         return cls(
             settings=settings,
             engine=engine,
@@ -103,6 +109,7 @@ class Gateway:
             service=service,
             metrics=metrics,
             retention=retention,
+            drift_monitor=drift_monitor,
         )
 
     def readiness(self) -> dict[str, str]:
@@ -119,6 +126,7 @@ class Gateway:
     def close(self) -> None:
         """Finish queued model work, write what the spool holds if the database answers, release connections."""
         self.retention.stop()
+        self.drift_monitor.stop()
         self.backend.close()
         self.prediction_log.stop()
         self.engine.dispose()

@@ -9,7 +9,8 @@
 
 Every backend sends the export's ``serving_default`` input (``image_bytes``) and returns the
 class scores and the export's own decision (``class_ids``: argmax, or the binary threshold baked in
-at export) plus the version that produced them; class names and the decision threshold come
+at export), the compact embedding monitoring stores (``embedding_projection``; None for exports
+made before it existed) and the version that produced them; class names and the decision threshold come
 from that version's model card in the registry (``assets.extra/model_card.json``).
 """
 
@@ -28,6 +29,7 @@ from imgclf.errors import ServingError
 
 INPUT = "image_bytes"
 OUTPUTS = ("scores", "class_ids")
+EMBEDDING = "embedding_projection"
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class BackendAnswer:
     model_version: int
     scores: np.ndarray  # [images, classes]
     class_ids: np.ndarray  # [images]: the export's decision
+    embeddings: np.ndarray | None = None  # [images, 32]: the export's embedding_projection, if it has one
 
 
 class ModelBackend(Protocol):
@@ -93,7 +96,8 @@ class LocalBackend:
             enable_batching=True,
             batching_parameters=batching,
         )
-        self._predictor = build_predictor(options, ServingMetrics())
+        self.serving_metrics = ServingMetrics()
+        self._predictor = build_predictor(options, self.serving_metrics)
         self._predictor.manager.poll_once()
         self._predictor.manager.start_polling(poll_seconds)
 
@@ -103,12 +107,15 @@ class LocalBackend:
         servable = self._predictor.servable(ModelAddress(self.model_name, version, label))
         batch = np.empty(len(images), dtype=object)
         batch[:] = images
-        future = self._predictor.predict(servable, "", {INPUT: batch}, OUTPUTS)
+        wanted = OUTPUTS + ((EMBEDDING,) if EMBEDDING in servable.signature("").outputs else ())
+        future = self._predictor.predict(servable, "", {INPUT: batch}, wanted)
         try:
             outputs = future.result(timeout=self.timeout)
         except TimeoutError:
             raise ServingError("DEADLINE_EXCEEDED", f"no answer within {self.timeout} s") from None
-        return BackendAnswer(self.model_name, servable.version, outputs["scores"], outputs["class_ids"])
+        return BackendAnswer(
+            self.model_name, servable.version, outputs["scores"], outputs["class_ids"], outputs.get(EMBEDDING)
+        )
 
     def ready(self) -> bool:
         return self._predictor.manager.is_ready()
@@ -145,14 +152,18 @@ class GrpcBackend:
         batch = np.empty(len(images), dtype=object)
         batch[:] = images
         request.inputs[INPUT].CopyFrom(to_tensor_proto(batch))
-        request.output_filter.extend(OUTPUTS)
+        # No output_filter: an export without the embedding output would refuse one that names it.
         try:
             response = self._stub.Predict(request, timeout=self.timeout)
         except grpc.RpcError as error:
             raise ServingError(error.code().name, error.details() or str(error.code())) from None
-        outputs = {name: to_numpy(response.outputs[name]) for name in OUTPUTS}
+        outputs = {name: to_numpy(response.outputs[name]) for name in (*OUTPUTS, EMBEDDING) if name in response.outputs}
         return BackendAnswer(
-            self.model_name, response.model_spec.version.value, outputs["scores"], outputs["class_ids"]
+            self.model_name,
+            response.model_spec.version.value,
+            outputs["scores"],
+            outputs["class_ids"],
+            outputs.get(EMBEDDING),
         )
 
     def ready(self) -> bool:
@@ -218,7 +229,10 @@ class RestBackend:
         answer = self._request("POST", f"/v1/models/{self.model_name}/versions/{version}:predict", json=body)
         rows = answer["predictions"]
         scores = np.array([row["scores"] for row in rows], dtype=np.float32)
-        return BackendAnswer(self.model_name, version, scores, np.array([row["class_ids"] for row in rows]))
+        embeddings = None
+        if rows and EMBEDDING in rows[0]:
+            embeddings = np.array([row[EMBEDDING] for row in rows], dtype=np.float32)
+        return BackendAnswer(self.model_name, version, scores, np.array([row["class_ids"] for row in rows]), embeddings)
 
     def ready(self) -> bool:
         try:

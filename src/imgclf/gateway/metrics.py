@@ -3,6 +3,10 @@
 One ``GatewayMetrics`` per app, in its own registry (no global state). Under gunicorn with
 several workers set ``PROMETHEUS_MULTIPROC_DIR`` (the shipped ``gunicorn.conf.py`` does): every
 worker writes its samples there and ``/metrics`` aggregates all of them.
+
+The ``imgclf_drift_*``, ``imgclf_model_*`` gauges come from the periodic drift check
+(``imgclf.gateway.drift_monitor``); with several workers the most recent value wins. With the
+local backend, the model server's own series (batch sizes, queueing) are exported here too.
 """
 
 from __future__ import annotations
@@ -59,10 +63,60 @@ class GatewayMetrics:
         self.spool_files = Gauge(
             "imgclf_gateway_spool_files", "Spool files waiting for the database.", registry=r, multiprocess_mode="max"
         )
+        per_version = ["model", "version"]
+
+        def gauge(name: str, documentation: str, labels: list[str] = per_version) -> Gauge:
+            return Gauge(name, documentation, labels, registry=r, multiprocess_mode="mostrecent")
+
+        self.drift_detected = gauge("imgclf_drift_detected", "1 when the last drift check found drift, else 0.")
+        self.drift_statistic = gauge(
+            "imgclf_drift_statistic", "Statistic of each drift test (PSI, JS, KS, MMD²).", [*per_version, "test"]
+        )
+        self.drift_p_value = gauge(
+            "imgclf_drift_p_value", "p-value of each drift test that has one.", [*per_version, "test"]
+        )
+        self.drift_test_failed = gauge(
+            "imgclf_drift_test_drifted", "1 when the drift test crossed its threshold.", [*per_version, "test"]
+        )
+        self.drift_window = gauge("imgclf_drift_window_predictions", "Predictions in the last drift check's window.")
+        self.drift_checked = gauge("imgclf_drift_last_check_timestamp_seconds", "When the last drift check ran.")
+        self.estimated_accuracy = gauge(
+            "imgclf_model_estimated_accuracy", "Accuracy estimated from calibrated confidence (CBPE) over the window."
+        )
+        self.reference_accuracy = gauge("imgclf_model_reference_accuracy", "Accuracy on the reference images.")
+        self.realized_accuracy = gauge("imgclf_model_realized_accuracy", "Share of reviewed predictions found right.")
+        self.reviewed = gauge("imgclf_model_reviewed_predictions", "Reviewed predictions in the window.")
+        self.window_needs_review = gauge("imgclf_model_needs_review_ratio", "Share of the window flagged for review.")
+        self.window_confidence = gauge("imgclf_model_mean_confidence", "Mean confidence over the window.")
+        self.extra_registries: list[CollectorRegistry] = []  # e.g. the local backend's model-server series
 
     def exposition(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
             return generate_latest(registry)
-        return generate_latest(self.registry)
+        return b"".join(generate_latest(registry) for registry in (self.registry, *self.extra_registries))
+
+    def record_drift(self, report) -> None:  # type: ignore[no-untyped-def]
+        """Set the drift and quality gauges from a ``DriftReport``."""
+        labels = (report.model_name, str(report.model_version))
+        self.drift_window.labels(*labels).set(report.window_size)
+        self.drift_checked.labels(*labels).set_to_current_time()
+        if report.verdict != "insufficient_data":
+            self.drift_detected.labels(*labels).set(1 if report.verdict == "drift" else 0)
+        for test in report.tests:
+            self.drift_statistic.labels(*labels, test.name).set(test.statistic)
+            self.drift_test_failed.labels(*labels, test.name).set(1 if test.drifted else 0)
+            if test.p_value is not None:
+                self.drift_p_value.labels(*labels, test.name).set(test.p_value)
+        q = report.quality
+        for gauge, value in (
+            (self.estimated_accuracy, q.estimated_accuracy),
+            (self.reference_accuracy, q.reference_accuracy),
+            (self.realized_accuracy, q.realized_accuracy),
+            (self.window_needs_review, q.needs_review_rate),
+            (self.window_confidence, q.mean_confidence),
+            (self.reviewed, q.reviewed),
+        ):
+            if value is not None:
+                gauge.labels(*labels).set(value)

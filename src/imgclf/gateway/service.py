@@ -25,6 +25,7 @@ from imgclf.gateway.backends import ModelBackend, ModelCard, read_model_card
 from imgclf.gateway.metrics import GatewayMetrics
 from imgclf.gateway.prediction_log import PredictionLog
 from imgclf.gateway.validation import ImageUpload, UploadLimits, validate_image
+from imgclf.monitoring.input_stats import statistics_of
 from imgclf.storage.image_store import ImageStore
 from imgclf.storage.models import new_id, utcnow
 
@@ -59,6 +60,7 @@ class ImagePrediction:
     threshold: float | None
     needs_review: bool
     image: ImageUpload
+    embedding: list[float] | None = None  # the export's embedding_projection, for drift monitoring
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,10 @@ class PredictionService:
             )
         latency_ms = (time.perf_counter() - started) * 1000
         predictions = []
-        for upload, scores, class_id in zip(uploads, answer.scores, answer.class_ids, strict=True):
+        embeddings = answer.embeddings if answer.embeddings is not None else [None] * len(uploads)
+        for upload, scores, class_id, embedding in zip(
+            uploads, answer.scores, answer.class_ids, embeddings, strict=True
+        ):
             confidence = float(scores[int(class_id)])
             predictions.append(
                 ImagePrediction(
@@ -151,6 +156,7 @@ class PredictionService:
                     threshold=card.threshold,
                     needs_review=self.policy.needs_review(scores, confidence),
                     image=upload,
+                    embedding=None if embedding is None else [float(f"{v:.5g}") for v in embedding],
                 )
             )
         stored = self._record(predictions, answer.model_name, answer.model_version, api_key_id, request_id, latency_ms)
@@ -190,6 +196,8 @@ class PredictionService:
                 "threshold": p.threshold,
                 "latency_ms": latency_ms,
                 "needs_review": p.needs_review,
+                "input_stats": _input_stats(p.image),
+                "embedding": p.embedding,
             }
             for p in predictions
         ]
@@ -209,3 +217,15 @@ class PredictionService:
                 m.needs_review.labels(model_name, version).inc()
         if not stored:
             m.spooled.inc(len(predictions))
+
+
+def _input_stats(upload: ImageUpload) -> dict[str, float] | None:
+    """Monitoring's input statistics, measured on the preview validation already decoded."""
+    if upload.preview is None:
+        return None
+    try:
+        values = statistics_of(upload.preview, upload.width, upload.height).values
+    except Exception as error:  # never lose a prediction over a statistic
+        log.warning("input statistics failed for %s: %s", upload.sha256, error)
+        return None
+    return {name: round(value, 4) for name, value in values.items()}

@@ -3,7 +3,9 @@
 In order, cheapest first: empty, byte size, format by magic bytes (never the file name or the
 declared content type), declared dimensions and pixel count from the header alone (so a
 decompression bomb is refused before it is decoded), frame count, then a decode of all the data
-(Pillow; JPEG at 1/8 scale, which still reads every byte) that catches truncated and corrupt files.
+(Pillow; JPEG at reduced scale, which still reads every byte) that catches truncated and corrupt
+files. The decoded preview is kept: monitoring measures its input statistics on it
+(``imgclf.monitoring.input_stats``), so they cost no second decode.
 
 EXIF orientation is ignored, exactly as in training (``imgclf.preprocessing`` uses pixels as
 stored), so a phone photo is classified the way the training data was seen.
@@ -19,12 +21,13 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from PIL import Image, UnidentifiedImageError
 
 from imgclf.data.inspection import DECODABLE_FORMATS
 from imgclf.errors import UploadError
+from imgclf.monitoring.input_stats import load_preview
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class ImageUpload:
     width: int
     height: int
     frames: int
+    preview: Image.Image | None = field(default=None, repr=False, compare=False)  # see load_preview
 
 
 def validate_image(data: bytes, limits: UploadLimits) -> ImageUpload:
@@ -75,18 +79,16 @@ def validate_image(data: bytes, limits: UploadLimits) -> ImageUpload:
     frames = getattr(header, "n_frames", 1)
     if frames > limits.max_frames:
         raise UploadError("too_many_frames", f"the image has {frames} frames; the limit is {limits.max_frames}", 422)
-    _decode(header, fmt)
-    return ImageUpload(data, hashlib.sha256(data).hexdigest(), fmt, width, height, frames)
+    _decode(header)
+    return ImageUpload(data, hashlib.sha256(data).hexdigest(), fmt, width, height, frames, header)
 
 
-def _decode(image: Image.Image, fmt: str) -> None:
-    """Decode every byte (catches truncation and corruption); JPEG at 1/8 scale, which reads all data but is cheap."""
+def _decode(image: Image.Image) -> None:
+    """Decode every byte (catches truncation and corruption); JPEG at reduced scale, which reads all data."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow warns on odd-but-decodable files
-            if fmt == "JPEG":
-                image.draft("RGB", (max(1, image.size[0] // 8), max(1, image.size[1] // 8)))
-            image.load()
+            load_preview(image)
     except OSError as error:
         message = str(error)
         if "truncated" in message.lower():

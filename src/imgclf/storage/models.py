@@ -46,6 +46,7 @@ class Prediction(Base):
     __table_args__ = (
         Index("ix_predictions_created_at", "created_at"),
         Index("ix_predictions_review", "needs_review", "review_label", "confidence"),
+        Index("ix_predictions_version_created", "model_name", "model_version", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -65,6 +66,9 @@ class Prediction(Base):
     threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
     latency_ms: Mapped[float] = mapped_column(Float)
     needs_review: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Monitoring (imgclf.monitoring): input statistics of the upload and the export's embedding_projection.
+    input_stats: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    embedding: Mapped[list | None] = mapped_column(JSON, nullable=True)
     review_label: Mapped[str | None] = mapped_column(String(200), nullable=True)
     reviewer: Mapped[str | None] = mapped_column(String(200), nullable=True)
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -1,0 +1,75 @@
+"""The reference profile of a new export, measured by the exported SavedModel itself.
+
+Called by ``imgclf export`` on the written (not yet published) version directory: the reference
+images go through the ``serving_default`` signature exactly as production traffic will, and their
+input statistics through the same function the gateway uses, so the reference and production
+windows are measured identically.
+
+Example:
+    >>> window = observe_images(ExportedModel.load("registry/cats_dogs/3"), [open("cat.jpg", "rb").read()])
+    >>> window.embeddings.shape
+    (1, 32)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from imgclf.data.prepare import usable_samples
+from imgclf.evaluation.evaluate import choose_data
+from imgclf.export.inference import ExportedModel
+from imgclf.monitoring.input_stats import STATISTICS, image_statistics
+from imgclf.monitoring.profile import ReferenceProfile
+from imgclf.monitoring.window import Window
+from imgclf.run_dir import RunDir
+
+MAX_REFERENCE_IMAGES = 2000
+
+
+def observe_images(model: ExportedModel, images: list[bytes], batch_size: int = 64) -> Window:
+    """Classify encoded images with the export and measure them as the gateway does."""
+    class_ids, confidence, embeddings, formats = [], [], [], []
+    stats: dict[str, list[float]] = {name: [] for name in STATISTICS}
+    for start in range(0, len(images), batch_size):
+        chunk = images[start : start + batch_size]
+        outputs = model.predict_bytes(chunk)
+        ids = outputs["class_ids"].astype(np.int64)
+        class_ids.append(ids)
+        confidence.append(outputs["scores"][np.arange(len(ids)), ids])
+        embeddings.append(outputs["embedding_projection"])
+        for data in chunk:
+            measured = image_statistics(data)
+            formats.append(measured.format)
+            for name in STATISTICS:
+                stats[name].append(measured.values[name])
+    width = embeddings[0].shape[1] if embeddings else 0
+    return Window(
+        classes=list(model.labels),
+        class_ids=np.concatenate(class_ids) if class_ids else np.zeros(0, np.int64),
+        confidence=np.concatenate(confidence).astype(np.float64) if confidence else np.zeros(0),
+        statistics={name: np.array(values, dtype=np.float64) for name, values in stats.items()},
+        formats=formats,
+        embeddings=np.concatenate(embeddings).astype(np.float64) if embeddings else np.zeros((0, width)),
+        needs_review=np.zeros(sum(len(c) for c in class_ids), dtype=bool),
+    )
+
+
+def build_reference_profile(
+    version_dir: Path, run: RunDir, classes: list[str], reference_data: str | None = None, seed: int = 0
+) -> ReferenceProfile:
+    """Observe the reference images with the SavedModel in ``version_dir``."""
+    dataset, source = choose_data(run, reference_data, None)
+    samples, _, _ = usable_samples(dataset)
+    if len(samples) > MAX_REFERENCE_IMAGES:
+        rows = np.sort(np.random.default_rng(seed).choice(len(samples), MAX_REFERENCE_IMAGES, replace=False))
+        samples = [samples[i] for i in rows]
+    model = ExportedModel.load(version_dir)
+    window = observe_images(model, [s.path.read_bytes() for s in samples])
+    index = {name: i for i, name in enumerate(classes)}
+    y_true = None
+    if all(s.label in index for s in samples):
+        y_true = np.array([index[s.label] for s in samples], dtype=np.int64)
+    embedding = {"output": "embedding_projection", "dim": int(window.embeddings.shape[1]), "projection_seed": 0}
+    return ReferenceProfile.build(window, y_true, source, embedding, seed)

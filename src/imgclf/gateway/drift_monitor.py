@@ -1,0 +1,79 @@
+"""The gateway's periodic drift check: every ``IMGCLF_DRIFT_INTERVAL_SECONDS`` (0 turns it off),
+each version of the served model with predictions in the last ``IMGCLF_DRIFT_LOOKBACK_HOURS`` is
+compared with its reference profile over its newest ``IMGCLF_DRIFT_WINDOW`` predictions, and the
+results become Prometheus gauges (``GatewayMetrics.record_drift``) that the shipped alert rules
+and dashboard use. The same check as ``imgclf monitor drift``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from sqlalchemy import Engine
+
+from imgclf.config import GatewaySettings
+from imgclf.errors import MonitoringError
+from imgclf.gateway.metrics import GatewayMetrics
+from imgclf.monitoring.drift import DriftReport
+from imgclf.monitoring.jobs import ProfileCache, drift_check, now_minus
+from imgclf.storage.monitoring import versions_with_traffic
+
+log = logging.getLogger(__name__)
+
+
+class DriftMonitor:
+    def __init__(self, engine: Engine, settings: GatewaySettings, model_name: str, metrics: GatewayMetrics) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.model_name = model_name
+        self.metrics = metrics
+        self.profiles = ProfileCache(settings.registry)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> list[DriftReport]:
+        """Check every version with recent traffic; set the gauges; return the reports."""
+        since = now_minus(timedelta(hours=self.settings.drift_lookback_hours))
+        reports = []
+        for version in sorted(versions_with_traffic(self.engine, self.model_name, since)):
+            try:
+                report, _, _ = drift_check(
+                    self.engine,
+                    self.profiles,
+                    self.model_name,
+                    version,
+                    since,
+                    self.settings.drift_window,
+                    self.settings.drift_thresholds(),
+                )
+            except MonitoringError as error:
+                log.warning("drift check of %s version %s skipped: %s", self.model_name, version, error)
+                continue
+            self.metrics.record_drift(report)
+            if report.verdict == "drift":
+                log.warning(
+                    "drift in %s version %s: %s", self.model_name, version, ", ".join(t.name for t in report.drifted)
+                )
+            reports.append(report)
+        return reports
+
+    def start(self) -> None:
+        if self.settings.drift_interval_seconds <= 0 or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._loop, name="imgclf-drift-monitor", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.settings.drift_interval_seconds):
+            try:
+                self.run_once()
+            except Exception:  # the database may be down; try again next time
+                log.exception("drift check failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
