@@ -22,7 +22,7 @@ from imgclf.evaluation.evaluate import choose_data
 from imgclf.export.inference import ExportedModel
 from imgclf.monitoring.input_stats import STATISTICS, image_statistics
 from imgclf.monitoring.profile import ReferenceProfile
-from imgclf.monitoring.window import Window
+from imgclf.monitoring.window import Window, compact_embedding
 from imgclf.run_dir import RunDir
 
 MAX_REFERENCE_IMAGES = 2000
@@ -37,8 +37,8 @@ def observe_images(model: ExportedModel, images: list[bytes], batch_size: int = 
         outputs = model.predict_bytes(chunk)
         ids = outputs["class_ids"].astype(np.int64)
         class_ids.append(ids)
-        confidence.append(outputs["scores"][np.arange(len(ids)), ids])
-        embeddings.append(outputs["embedding_projection"])
+        confidence.append(outputs["scores"][np.arange(len(ids)), ids].astype(np.float64))
+        embeddings.append(np.array([compact_embedding(row) for row in outputs["embedding_projection"]]))
         for data in chunk:
             measured = image_statistics(data)
             formats.append(measured.format)

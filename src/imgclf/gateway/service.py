@@ -26,6 +26,7 @@ from imgclf.gateway.metrics import GatewayMetrics
 from imgclf.gateway.prediction_log import PredictionLog
 from imgclf.gateway.validation import ImageUpload, UploadLimits, validate_image
 from imgclf.monitoring.input_stats import statistics_of
+from imgclf.monitoring.window import compact_embedding
 from imgclf.storage.image_store import ImageStore
 from imgclf.storage.models import new_id, utcnow
 
@@ -156,7 +157,7 @@ class PredictionService:
                     threshold=card.threshold,
                     needs_review=self.policy.needs_review(scores, confidence),
                     image=upload,
-                    embedding=None if embedding is None else [float(f"{v:.5g}") for v in embedding],
+                    embedding=None if embedding is None else compact_embedding(embedding),
                 )
             )
         stored = self._record(predictions, answer.model_name, answer.model_version, api_key_id, request_id, latency_ms)
@@ -228,4 +229,4 @@ def _input_stats(upload: ImageUpload) -> dict[str, float] | None:
     except Exception as error:  # never lose a prediction over a statistic
         log.warning("input statistics failed for %s: %s", upload.sha256, error)
         return None
-    return {name: round(value, 4) for name, value in values.items()}
+    return values

@@ -4,8 +4,10 @@ Three layers, as in "Failing Loudly" (Rabanser et al.) and the tools users know:
 
 * **predictions** — the predicted-class distribution and the confidence distribution, each by
   PSI (population stability index) and Jensen–Shannon distance (base 2, in [0, 1]); the confidence
-  is binned at the reference's deciles. Defaults: PSI ≥ 0.25 (the usual "significant shift"
-  convention), JS ≥ 0.2.
+  is binned at the reference's deciles. A distance drifts when it reaches its threshold (PSI 0.25,
+  the usual "significant shift" convention; JS 0.2) *and* is unlikely to be sampling noise at this
+  window size: its p-value, from multinomial resampling of the pooled bins, is below
+  ``distance_p_value`` (small windows have large distances by chance alone).
 * **inputs** — a two-sample Kolmogorov–Smirnov test on each input statistic
   (``imgclf.monitoring.input_stats``), Bonferroni-corrected over the statistics as alibi-detect
   does: a statistic drifts when p < ``ks_p_value`` / (number of statistics); plus the JS distance
@@ -34,7 +36,6 @@ from typing import Any
 
 import numpy as np
 from scipy import stats as scipy_stats
-from scipy.spatial.distance import jensenshannon
 
 from imgclf.monitoring.input_stats import STATISTICS
 from imgclf.monitoring.profile import ReferenceProfile
@@ -48,6 +49,7 @@ _EPS = 1e-4
 class DriftThresholds:
     psi: float = 0.25
     js_distance: float = 0.2
+    distance_p_value: float = 0.01  # PSI and JS must also be significant at this level
     ks_p_value: float = 0.01  # family-wise over the input statistics (Bonferroni)
     mmd_p_value: float = 0.01
     accuracy_drop: float = 0.05
@@ -63,9 +65,20 @@ class DriftTest:
     family: str  # predictions, inputs, embedding, quality
     method: str  # psi, js, ks, mmd, estimated_accuracy
     statistic: float
-    threshold: float  # drift when statistic ≥ threshold, or p_value < threshold for tests with a p-value
+    threshold: float | None  # the statistic must reach this (None: only the p-value decides)
     drifted: bool
     p_value: float | None = None
+    p_threshold: float | None = None  # the p-value must be below this (None: no p-value)
+
+    @property
+    def criterion(self) -> str:
+        """When this test drifts, in words: ``≥ 0.25 and p < 0.01``."""
+        parts = []
+        if self.threshold is not None:
+            parts.append(f"{'>' if self.method == 'estimated_accuracy' else '≥'} {self.threshold:.4g}")
+        if self.p_threshold is not None:
+            parts.append(f"p < {self.p_threshold:.2g}")
+        return " and ".join(parts)
 
 
 @dataclass
@@ -90,23 +103,39 @@ class DriftReport:
         return data
 
 
-def psi(reference: np.ndarray, current: np.ndarray) -> float:
-    """Population stability index of two count vectors over the same bins."""
+def psi(reference: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """Population stability index of count vectors over the same bins (last axis; rows broadcast)."""
     p = _proportions(reference)
     q = _proportions(current)
-    return float(np.sum((q - p) * np.log(q / p)))
+    return np.sum((q - p) * np.log(q / p), axis=-1)
 
 
-def js_distance(reference: np.ndarray, current: np.ndarray) -> float:
-    """Jensen–Shannon distance (base 2, 0 = same, 1 = disjoint) of two count vectors."""
-    return float(jensenshannon(_proportions(reference), _proportions(current), base=2))
+def js_distance(reference: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """Jensen–Shannon distance (base 2, 0 = same, 1 = disjoint) of count vectors (last axis)."""
+    p = _proportions(reference)
+    q = _proportions(current)
+    m = (p + q) / 2
+    divergence = 0.5 * np.sum(p * np.log2(p / m), axis=-1) + 0.5 * np.sum(q * np.log2(q / m), axis=-1)
+    return np.sqrt(np.maximum(divergence, 0.0))
 
 
 def _proportions(counts: np.ndarray) -> np.ndarray:
     counts = np.asarray(counts, dtype=np.float64)
-    p = counts / max(counts.sum(), 1)
+    p = counts / np.maximum(counts.sum(axis=-1, keepdims=True), 1)
     p = np.clip(p, _EPS, None)
-    return p / p.sum()
+    return p / p.sum(axis=-1, keepdims=True)
+
+
+def resampled_p_value(
+    measure, reference: np.ndarray, current: np.ndarray, simulations: int, rng: np.random.Generator
+) -> float:  # type: ignore[no-untyped-def]
+    """p-value of ``measure(reference, current)`` when both are drawn from their pooled distribution."""
+    observed = float(measure(reference, current))
+    pooled = _proportions(np.asarray(reference) + np.asarray(current))
+    ref_draws = rng.multinomial(int(np.sum(reference)), pooled, size=simulations)
+    cur_draws = rng.multinomial(int(np.sum(current)), pooled, size=simulations)
+    null = measure(ref_draws, cur_draws)
+    return (1 + int(np.sum(null >= observed - 1e-12))) / (1 + simulations)
 
 
 def confidence_bins(reference: np.ndarray) -> np.ndarray:
@@ -157,22 +186,20 @@ def detect_drift(
         return report
     rng = np.random.default_rng(t.seed)
     tests = report.tests
-    tests.extend(
-        _distribution_tests("predictions.classes", "predictions", reference.class_counts, window.class_counts, t)
-    )
+    classes = (reference.class_counts, window.class_counts)
+    tests.extend(_distribution_tests("predictions.classes", "predictions", *classes, t, rng))
     edges = confidence_bins(reference.confidence)
     ref_hist = np.bincount(np.searchsorted(edges, reference.confidence, side="right"), minlength=len(edges) + 1)
     cur_hist = np.bincount(np.searchsorted(edges, window.confidence, side="right"), minlength=len(edges) + 1)
-    tests.extend(_distribution_tests("predictions.confidence", "predictions", ref_hist, cur_hist, t))
-    tests.extend(_input_tests(reference, window, t))
+    tests.extend(_distribution_tests("predictions.confidence", "predictions", ref_hist, cur_hist, t, rng))
+    tests.extend(_input_tests(reference, window, t, rng))
     if len(window.embeddings) >= t.min_window and len(reference.embeddings) >= t.min_window:
         x = _subsample(reference.embeddings, t.max_mmd_samples, rng)
         y = _subsample(window.embeddings, t.max_mmd_samples, rng)
         if x.shape[1] == y.shape[1]:
             mmd, p_value = mmd_permutation_test(x, y, t.permutations, rng)
-            tests.append(
-                DriftTest("embedding.mmd", "embedding", "mmd", mmd, t.mmd_p_value, p_value < t.mmd_p_value, p_value)
-            )
+            drifted = p_value < t.mmd_p_value
+            tests.append(DriftTest("embedding.mmd", "embedding", "mmd", mmd, None, drifted, p_value, t.mmd_p_value))
     quality = report.quality
     if quality.estimated_accuracy is not None and profile.accuracy is not None:
         drop = profile.accuracy - quality.estimated_accuracy
@@ -182,18 +209,23 @@ def detect_drift(
     return report
 
 
+def _distance_test(
+    name: str, family: str, method: str, reference: np.ndarray, current: np.ndarray, t: DriftThresholds, rng
+) -> DriftTest:  # type: ignore[no-untyped-def]
+    measure, threshold = (psi, t.psi) if method == "psi" else (js_distance, t.js_distance)
+    value = float(measure(reference, current))
+    p_value = resampled_p_value(measure, reference, current, t.permutations, rng) if value >= threshold else None
+    drifted = p_value is not None and p_value < t.distance_p_value
+    return DriftTest(f"{name}.{method}", family, method, value, threshold, drifted, p_value, t.distance_p_value)
+
+
 def _distribution_tests(
-    name: str, family: str, reference: np.ndarray, current: np.ndarray, t: DriftThresholds
-) -> list[DriftTest]:
-    psi_value = psi(reference, current)
-    js_value = js_distance(reference, current)
-    return [
-        DriftTest(f"{name}.psi", family, "psi", psi_value, t.psi, psi_value >= t.psi),
-        DriftTest(f"{name}.js", family, "js", js_value, t.js_distance, js_value >= t.js_distance),
-    ]
+    name: str, family: str, reference: np.ndarray, current: np.ndarray, t: DriftThresholds, rng
+) -> list[DriftTest]:  # type: ignore[no-untyped-def]
+    return [_distance_test(name, family, method, reference, current, t, rng) for method in ("psi", "js")]
 
 
-def _input_tests(reference: Window, window: Window, t: DriftThresholds) -> list[DriftTest]:
+def _input_tests(reference: Window, window: Window, t: DriftThresholds, rng) -> list[DriftTest]:  # type: ignore[no-untyped-def]
     tests = []
     level = t.ks_p_value / len(STATISTICS)
     for name in STATISTICS:
@@ -205,13 +237,12 @@ def _input_tests(reference: Window, window: Window, t: DriftThresholds) -> list[
         result = scipy_stats.ks_2samp(ref, cur)
         p_value = float(result.pvalue)
         tests.append(
-            DriftTest(f"inputs.{name}", "inputs", "ks", float(result.statistic), level, p_value < level, p_value)
+            DriftTest(f"inputs.{name}", "inputs", "ks", float(result.statistic), None, p_value < level, p_value, level)
         )
     names = sorted(set(reference.formats) | set(window.formats))
     ref_counts = np.array([reference.formats.count(n) for n in names])
     cur_counts = np.array([window.formats.count(n) for n in names])
-    js_value = js_distance(ref_counts, cur_counts)
-    tests.append(DriftTest("inputs.format.js", "inputs", "js", js_value, t.js_distance, js_value >= t.js_distance))
+    tests.append(_distance_test("inputs.format", "inputs", "js", ref_counts, cur_counts, t, rng))
     return tests
 
 

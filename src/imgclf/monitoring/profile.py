@@ -24,7 +24,7 @@ import numpy as np
 
 from imgclf.errors import MonitoringError
 from imgclf.monitoring.input_stats import STATISTICS
-from imgclf.monitoring.window import Window
+from imgclf.monitoring.window import Window, compact_embedding
 
 PROFILE_FILE = "reference_profile.json"
 MAX_EMBEDDING_SAMPLE = 1000
@@ -87,11 +87,11 @@ class ReferenceProfile:
             "accuracy": self.accuracy,
             "calibration": None if self.calibration is None else self.calibration.__dict__,
             "class_ids": w.class_ids.tolist(),
-            "confidence": [round(float(c), 6) for c in w.confidence],
-            "statistics": {name: [round(float(v), 4) for v in w.statistics[name]] for name in STATISTICS},
+            "confidence": [float(c) for c in w.confidence],
+            "statistics": {name: [float(v) for v in w.statistics[name]] for name in STATISTICS},
             "formats": w.formats,
             "embedding": self.embedding,
-            "embeddings": [[float(f"{v:.5g}") for v in row] for row in w.embeddings],
+            "embeddings": [compact_embedding(row) for row in w.embeddings],
         }
 
     @classmethod

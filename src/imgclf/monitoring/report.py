@@ -34,11 +34,11 @@ def report_lines(report: DriftReport) -> list[str]:
     if report.window_start:
         lines.append(f"window: {report.window_start} .. {report.window_end}")
     if report.tests:
-        lines.append(f"{'test':<36} {'method':<19} {'statistic':>10} {'p-value':>10} {'threshold':>10}  drift")
+        lines.append(f"{'test':<36} {'method':<19} {'statistic':>10} {'p-value':>10}  {'drift when':<22} drift")
     for t in report.tests:
         lines.append(
-            f"{t.name:<36} {t.method:<19} {format_value(t.statistic):>10} {format_value(t.p_value):>10} "
-            f"{format_value(t.threshold):>10}  {'YES' if t.drifted else 'no'}"
+            f"{t.name:<36} {t.method:<19} {format_value(t.statistic):>10} {format_value(t.p_value):>10}  "
+            f"{t.criterion:<22} {'YES' if t.drifted else 'no'}"
         )
     q = report.quality
     if q is not None:
@@ -123,7 +123,7 @@ def write_html_report(report: DriftReport, profile: ReferenceProfile, window: Wi
     """One self-contained HTML file: verdict, tests, quality and the distributions side by side."""
     rows = "".join(
         f"<tr class={'drift' if t.drifted else 'ok'}><td>{html.escape(t.name)}</td><td>{t.method}</td>"
-        f"<td>{format_value(t.statistic)}</td><td>{format_value(t.p_value)}</td><td>{format_value(t.threshold)}</td>"
+        f"<td>{format_value(t.statistic)}</td><td>{format_value(t.p_value)}</td><td>{html.escape(t.criterion)}</td>"
         f"<td>{'yes' if t.drifted else 'no'}</td></tr>"
         for t in report.tests
     )
@@ -141,7 +141,8 @@ tr.drift{{background:#fdd}} .verdict{{font-size:1.4em}}</style></head><body>
 <p class="verdict">Verdict: <b>{report.verdict.replace("_", " ")}</b> — {report.window_size} predictions
 ({html.escape(report.window_start or "")} .. {html.escape(report.window_end or "")}) against
 {report.reference_size} reference images ({html.escape(profile.source)}).</p>
-<table><tr><th>test</th><th>method</th><th>statistic</th><th>p-value</th><th>threshold</th><th>drift</th></tr>{rows}</table>
+<table><tr><th>test</th><th>method</th><th>statistic</th><th>p-value</th><th>drift when</th><th>drift</th></tr>
+{rows}</table>
 <p>{quality}</p>{images}</body></html>
 """
     Path(path).write_text(page, encoding="utf-8")

@@ -21,6 +21,11 @@ import numpy as np
 from imgclf.monitoring.input_stats import STATISTICS
 
 
+def compact_embedding(values) -> list[float]:  # type: ignore[no-untyped-def]
+    """An embedding as stored (database, reference profile): floats with 5 significant digits."""
+    return [float(f"{v:.5g}") for v in values]
+
+
 @dataclass
 class Window:
     classes: list[str]
