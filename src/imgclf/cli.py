@@ -495,11 +495,15 @@ def reviews_export(
 
 
 def _monitored_model(registry: Path | None, model: str | None):  # type: ignore[no-untyped-def]
+    from imgclf.errors import ConfigError
     from imgclf.gateway.app import resolve_model_name
     from imgclf.monitoring.jobs import ProfileCache
 
     settings = _gateway_settings(**({"registry": registry} if registry else {}))
-    return settings, ProfileCache(settings.registry), resolve_model_name(settings.registry, model)
+    name = resolve_model_name(settings.registry, model)
+    if not (settings.registry / name).is_dir():
+        raise ConfigError(f"model {name!r} is not in the registry {settings.registry} (use --model or --registry)")
+    return settings, ProfileCache(settings.registry), name
 
 
 @monitor_app.command("drift")

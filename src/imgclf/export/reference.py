@@ -61,6 +61,7 @@ def build_reference_profile(
 ) -> ReferenceProfile:
     """Observe the reference images with the SavedModel in ``version_dir``."""
     dataset, source = choose_data(run, reference_data, None)
+    source = str(Path(reference_data).expanduser().resolve()) if reference_data and dataset.kind == "csv" else source
     samples, _, _ = usable_samples(dataset)
     if len(samples) > MAX_REFERENCE_IMAGES:
         rows = np.sort(np.random.default_rng(seed).choice(len(samples), MAX_REFERENCE_IMAGES, replace=False))
