@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint install clean
+.PHONY: demo test test-fast lint install clean promtool
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,16 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# promtool (Debian's prometheus package, unpacked into .venv/bin) lets the tests check the alert rules.
+promtool: $(BIN)/promtool
+
+$(BIN)/promtool: $(BIN)/python
+	rm -rf $(VENV)/prometheus-deb && mkdir -p $(VENV)/prometheus-deb
+	cd $(VENV)/prometheus-deb && apt-get download prometheus >/dev/null 2>&1
+	dpkg-deb -x $(VENV)/prometheus-deb/prometheus_*.deb $(VENV)/prometheus-deb/root
+	cp $(VENV)/prometheus-deb/root/usr/bin/promtool $(BIN)/promtool
+	rm -rf $(VENV)/prometheus-deb
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

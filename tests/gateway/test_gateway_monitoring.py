@@ -44,6 +44,12 @@ def test_predictions_record_what_the_reference_measures(cats_dogs_registry, phot
         assert 0 < gw.metric("imgclf_model_estimated_accuracy", **labels) <= 1
         # The local backend's model-server series are on the same /metrics.
         assert ":imgclf:serving:batch_size_bucket" in gw.client.get("/metrics").text
+        # A version without recent traffic is no longer checked, and its gauges go (no alert sticks).
+        monitor = gw.gateway.drift_monitor
+        monitor.settings = monitor.settings.model_copy(update={"drift_lookback_hours": 1e-9})
+        assert monitor.run_once() == []
+        text = gw.client.get("/metrics").text
+        assert "imgclf_drift_window_predictions{" not in text and "imgclf_drift_p_value{" not in text
 
 
 def test_monitor_drift_and_quality_commands(cats_dogs_registry, photos, tmp_path, capsys, monkeypatch):

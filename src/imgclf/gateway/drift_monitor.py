@@ -30,6 +30,7 @@ class DriftMonitor:
         self.model_name = model_name
         self.metrics = metrics
         self.profiles = ProfileCache(settings.registry)
+        self._reported: dict[int, DriftReport] = {}  # version → its last report, whose gauges are set
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -57,6 +58,11 @@ class DriftMonitor:
                     "drift in %s version %s: %s", self.model_name, version, ", ".join(t.name for t in report.drifted)
                 )
             reports.append(report)
+        checked = {report.model_version: report for report in reports}
+        for version, old in self._reported.items():
+            if version not in checked:
+                self.metrics.forget_drift(old)
+        self._reported = checked
         return reports
 
     def start(self) -> None:

@@ -11,6 +11,7 @@ local backend, the model server's own series (batch sizes, queueing) are exporte
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
@@ -96,6 +97,26 @@ class GatewayMetrics:
             multiprocess.MultiProcessCollector(registry)
             return generate_latest(registry)
         return b"".join(generate_latest(registry) for registry in (self.registry, *self.extra_registries))
+
+    def _drift_gauges(self) -> tuple[list[Gauge], list[Gauge]]:
+        per_version = [
+            self.drift_detected, self.drift_window, self.drift_checked, self.estimated_accuracy,
+            self.reference_accuracy, self.realized_accuracy, self.reviewed, self.window_needs_review,
+            self.window_confidence,
+        ]  # fmt: skip
+        return per_version, [self.drift_statistic, self.drift_p_value, self.drift_test_failed]
+
+    def forget_drift(self, report) -> None:  # type: ignore[no-untyped-def]
+        """Drop the gauges of a version that is no longer checked (no recent traffic), so no alert sticks."""
+        labels = (report.model_name, str(report.model_version))
+        per_version, per_test = self._drift_gauges()
+        for gauge in per_version:
+            with contextlib.suppress(KeyError):
+                gauge.remove(*labels)
+        for gauge in per_test:
+            for test in report.tests:
+                with contextlib.suppress(KeyError):
+                    gauge.remove(*labels, test.name)
 
     def record_drift(self, report) -> None:  # type: ignore[no-untyped-def]
         """Set the drift and quality gauges from a ``DriftReport``."""
