@@ -31,6 +31,10 @@ def _darken(image: Image.Image) -> Image.Image:
     return ImageEnhance.Brightness(image).enhance(0.4)
 
 
+def _darken_slightly(image: Image.Image) -> Image.Image:
+    return ImageEnhance.Brightness(image).enhance(0.85)
+
+
 def _blur(image: Image.Image) -> Image.Image:
     return image.filter(ImageFilter.GaussianBlur(radius=max(1.0, max(image.size) / 150)))
 
@@ -41,6 +45,7 @@ def _rotate(image: Image.Image) -> Image.Image:
 
 SHIFTS: dict[str, Callable[[Image.Image], Image.Image]] = {
     "darken": _darken,  # brightness × 0.4
+    "darken_slightly": _darken_slightly,  # brightness × 0.85: how sensitive the defaults are
     "blur": _blur,  # Gaussian, radius 1/150 of the longest side (about 3 px on a 500 px photo)
     "rotate": _rotate,  # 90°
     "jpeg": lambda image: image,  # re-encoded at quality 10 below
