@@ -89,3 +89,19 @@ def test_monitor_drift_and_quality_commands(cats_dogs_registry, photos, tmp_path
     _one_error_line(*run_cli(["monitor", "drift", "--since", "yesterday"], capsys)[::2], "cannot read duration")
     monkeypatch.setenv("IMGCLF_DRIFT_KS_P_VALUE", "2")
     _one_error_line(*run_cli(["monitor", "drift"], capsys)[::2], "invalid IMGCLF_DRIFT_KS_P_VALUE")
+
+
+def test_one_worker_checks_per_interval(tmp_path, cats_dogs_registry):
+    """Gunicorn workers share the spool directory: a check taken by one is skipped by the others."""
+    from imgclf.gateway.drift_monitor import DriftMonitor
+    from imgclf.gateway.metrics import GatewayMetrics
+
+    settings = gateway_settings(tmp_path, cats_dogs_registry, "sqlite://", drift_interval_seconds=300)
+    first, second = (DriftMonitor(None, settings, "cats_dogs", GatewayMetrics()) for _ in range(2))  # type: ignore[arg-type]
+    with first._turn() as mine, second._turn() as theirs:
+        assert (mine, theirs) == (True, False)  # the lock is held
+    with second._turn() as theirs:
+        assert not theirs  # the first checked less than half an interval ago
+    (tmp_path / "spool" / ".drift-check.lock").write_text("garbage")
+    with second._turn() as theirs:
+        assert theirs

@@ -3,12 +3,20 @@ each version of the served model with predictions in the last ``IMGCLF_DRIFT_LOO
 compared with its reference profile over its newest ``IMGCLF_DRIFT_WINDOW`` predictions, and the
 results become Prometheus gauges (``GatewayMetrics.record_drift``) that the shipped alert rules
 and dashboard use. The same check as ``imgclf monitor drift``.
+
+Under gunicorn every worker has a monitor; a lock file in the spool directory holding the time
+of the last check lets one of them run each check and the others skip it (the gauges'
+multiprocess mode keeps the most recent value).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import threading
+import time
+from collections.abc import Iterator
 from datetime import timedelta
 
 from sqlalchemy import Engine
@@ -71,10 +79,40 @@ class DriftMonitor:
         self._thread = threading.Thread(target=self._loop, name="imgclf-drift-monitor", daemon=True)
         self._thread.start()
 
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[bool]:
+        """True when this process should check now: it holds the lock and no process checked recently."""
+        path = self.settings.spool_dir / ".drift-check.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                yield False
+                return
+            try:
+                handle.seek(0)
+                try:
+                    last = float(handle.read().strip() or 0)
+                except ValueError:  # not written by us: check, then overwrite it
+                    last = 0.0
+                if time.time() - last < self.settings.drift_interval_seconds / 2:
+                    yield False
+                    return
+                yield True
+                handle.seek(0)
+                handle.truncate()
+                handle.write(f"{time.time():.3f}")
+                handle.flush()
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def _loop(self) -> None:
         while not self._stop.wait(self.settings.drift_interval_seconds):
             try:
-                self.run_once()
+                with self._turn() as mine:
+                    if mine:
+                        self.run_once()
             except Exception:  # the database may be down; try again next time
                 log.exception("drift check failed")
 
