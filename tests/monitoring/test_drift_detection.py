@@ -53,7 +53,9 @@ def test_export_stores_the_reference_profile_and_outputs_embeddings(drift_export
     assert profile.source.endswith("reference.csv")
     card = json.loads((version_dir / "assets.extra" / "model_card.json").read_text())
     assert card["monitoring"]["reference_images"] == 300
-    outputs = ExportedModel.load(version_dir).predict_bytes(held_back[:3])
+    model = ExportedModel.load(version_dir)
+    assert set(model.predict_bytes(held_back[:3])) == {"scores", "class_ids", "labels", "embedding_projection"}
+    outputs = model.predict_bytes(held_back[:3], signature="serving_features")
     assert outputs["embedding"].shape == (3, 128)  # small_cnn's Dense(128) "embedding" layer
     assert outputs["embedding_projection"].shape == (3, 32)
     # The projection is the fixed linear map of the embedding the card documents.

@@ -72,9 +72,13 @@ class ExportedModel:
         labels = labels_path.read_text(encoding="utf-8").split() if labels_path.is_file() else []
         return cls(path, labels, card, loaded.signatures[SERVING_SIGNATURE], loaded)
 
-    def predict_bytes(self, images: list[bytes]) -> dict[str, np.ndarray]:
-        """Raw signature outputs for encoded images (all must be decodable)."""
-        outputs = self.signature(**{INPUT_BYTES: tf.constant(images, dtype=tf.string)})
+    def predict_bytes(self, images: list[bytes], signature: str = SERVING_SIGNATURE) -> dict[str, np.ndarray]:
+        """Raw signature outputs for encoded images (all must be decodable).
+
+        ``signature="serving_features"`` adds the full pooled ``embedding``.
+        """
+        function = self.signature if signature == SERVING_SIGNATURE else self.loaded.signatures[signature]
+        outputs = function(**{INPUT_BYTES: tf.constant(images, dtype=tf.string)})
         return {key: value.numpy() for key, value in outputs.items()}
 
     def classify_files(self, paths: list[str | Path], batch_size: int = 32) -> list[FilePrediction]:

@@ -71,9 +71,12 @@ def build_model_card(
                     "scores": "float32 [N, classes]",
                     "class_ids": "int64 [N]",
                     "labels": "string [N]",
-                    "embedding": "float32 [N, D]",
                     "embedding_projection": "float32 [N, 32]",
                 },
+            },
+            "serving_features": {
+                "inputs": {"image_bytes": "string [N]"},
+                "outputs": "serving_default's, plus embedding: float32 [N, D] (pooled features)",
             },
             "serving_pixels": {
                 "inputs": {"pixels": f"float32 [N, {spec.image_size}, {spec.image_size}, 3] in [0, 255]"}

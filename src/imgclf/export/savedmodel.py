@@ -45,6 +45,7 @@ from imgclf.run_dir import RunDir, read_json, write_json
 
 SERVING_SIGNATURE = "serving_default"
 PIXELS_SIGNATURE = "serving_pixels"
+FEATURES_SIGNATURE = "serving_features"
 INPUT_BYTES = "image_bytes"
 INPUT_PIXELS = "pixels"
 PROJECTION_DIM = 32
@@ -84,20 +85,25 @@ def build_archive(
     both = with_embedding(model)
     projection = tf.constant(projection_matrix(int(both.outputs[0].shape[-1])))
 
-    def outputs(embedding: tf.Tensor, raw: tf.Tensor) -> dict[str, tf.Tensor]:
+    def outputs(embedding: tf.Tensor, raw: tf.Tensor, with_embedding: bool = False) -> dict[str, tf.Tensor]:
         scores = class_scores(raw)
         class_ids = _decision(scores, threshold)
         embedding = tf.cast(embedding, tf.float32)
-        return {
+        answer = {
             "scores": scores,
             "class_ids": class_ids,
             "labels": tf.gather(labels, class_ids),
-            "embedding": embedding,
             "embedding_projection": tf.matmul(embedding, projection),
         }
+        if with_embedding:
+            answer["embedding"] = embedding
+        return answer
 
     def serve_bytes(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
         return outputs(*both(preprocess_batch(image_bytes, spec), training=False))
+
+    def serve_features(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+        return outputs(*both(preprocess_batch(image_bytes, spec), training=False), with_embedding=True)
 
     def serve_pixels(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
         return outputs(*both(normalize(pixels, spec.normalization), training=False))
@@ -107,6 +113,11 @@ def build_archive(
     archive.track(both)
     archive.add_endpoint(
         SERVING_SIGNATURE, serve_bytes, input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_BYTES)]
+    )
+    archive.add_endpoint(
+        FEATURES_SIGNATURE,
+        serve_features,
+        input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_BYTES)],
     )
     archive.add_endpoint(
         PIXELS_SIGNATURE,
