@@ -33,6 +33,8 @@ keys_app = typer.Typer(help="Create, list and revoke the gateway's API keys.", n
 app.add_typer(keys_app, name="keys")
 reviews_app = typer.Typer(help="Work with the gateway's review queue.", no_args_is_help=True)
 app.add_typer(reviews_app, name="reviews")
+models_app = typer.Typer(help="The registry: list, inspect, promote, roll back, label, delete.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 monitor_app = typer.Typer(help="Drift and prediction quality of the served model.", no_args_is_help=True)
 app.add_typer(monitor_app, name="monitor")
 console = Console()
@@ -572,6 +574,99 @@ def monitor_quality(
     console.print(table)
     if json_out:
         json_out.write_text(json.dumps([p.to_dict() for p in points], indent=2) + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------- models
+
+RegistryOption = Annotated[Path | None, typer.Option(help="Registry directory (default IMGCLF_REGISTRY).")]
+
+
+def _registry(registry: Path | None):  # type: ignore[no-untyped-def]
+    from imgclf.registry.store import Registry
+
+    return Registry(registry or _gateway_settings().registry)
+
+
+def _print_state(name: str, state) -> None:  # type: ignore[no-untyped-def]
+    labels = ", ".join(f"{label}={version}" for label, version in sorted(state.labels.items())) or "none"
+    share = f", canary share {state.canary_share:.0%}" if state.canary is not None else ""
+    console.print(f"{name}: {labels}{share}", highlight=False)
+
+
+@models_app.command("list")
+def models_list(
+    name: Annotated[str | None, typer.Option(help="Only this model.")] = None, registry: RegistryOption = None
+) -> None:
+    """Versions with creation time, classes, key metrics, gate result and state."""
+    from imgclf.monitoring.report import format_value
+
+    store = _registry(registry)
+    table = Table("model", "version", "created", "classes", "accuracy", "macro F1", "gate", "state", "labels")
+    for model in [name] if name else store.models():
+        store.state(model)  # a clear error for an unknown name
+        for version in store.versions(model):
+            info = store.info(model, version)
+            table.add_row(
+                model, str(version), (info.created_at or "")[:19], str(len(info.classes)),
+                format_value(info.metrics.get("accuracy"), 3), format_value(info.metrics.get("macro_f1"), 3),
+                info.gate or "-", info.state, ",".join(info.labels),
+            )  # fmt: skip
+    console.print(table)
+
+
+@models_app.command("show")
+def models_show(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="Version.")],
+    registry: RegistryOption = None,
+) -> None:
+    """The version's model card (JSON), with its labels and gate result."""
+    import json
+    from dataclasses import asdict
+
+    store = _registry(registry)
+    info = store.info(name, version)
+    print(json.dumps({**store.card(name, version), "registry": {**asdict(info), "state": info.state}}, indent=2))
+
+
+@models_app.command("promote")
+def models_promote(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="Version.")],
+    to: Annotated[str, typer.Option(help="stable or canary.")] = "stable",
+    share: Annotated[float | None, typer.Option(help="Canary: share of traffic it gets (0..1).")] = None,
+    registry: RegistryOption = None,
+) -> None:
+    """Point stable (or canary) at a version; the gateway follows without a restart."""
+    _print_state(name, _registry(registry).promote(name, version, to, share))
+
+
+@models_app.command("rollback")
+def models_rollback(name: Annotated[str, typer.Argument(help="Model name.")], registry: RegistryOption = None) -> None:
+    """Stable back to the previous stable version; the canary is dropped."""
+    _print_state(name, _registry(registry).rollback(name))
+
+
+@models_app.command("label")
+def models_label(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="Version.")],
+    label: Annotated[str, typer.Argument(help="Label ([A-Za-z0-9_]+).")],
+    registry: RegistryOption = None,
+) -> None:
+    """Attach a version label (TF Serving's version_labels); requests may ask for it by name."""
+    _print_state(name, _registry(registry).label(name, version, label))
+
+
+@models_app.command("delete")
+def models_delete(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="Version.")],
+    registry: RegistryOption = None,
+) -> None:
+    """Delete a version (refused while a label points at it)."""
+    _registry(registry).delete(name, version)
+    console.print(f"Deleted {name} version {version}")
 
 
 # ---------------------------------------------------------------- entry point

@@ -76,3 +76,7 @@ class DatabaseUnavailableError(ImgclfError):
 
 class MonitoringError(ImgclfError):
     """A drift or quality check cannot run: no reference profile, no predictions, bad window."""
+
+
+class RegistryError(ImgclfError):
+    """A registry operation that cannot be done: unknown version, labelled version, nothing to roll back."""
