@@ -669,6 +669,26 @@ def models_delete(
     console.print(f"Deleted {name} version {version}")
 
 
+@models_app.command("tfserving-config")
+def models_tfserving_config(
+    out: Annotated[Path, typer.Option(help="Directory for models.config, batching.config, monitoring.config.")],
+    base_path_prefix: Annotated[
+        str | None, typer.Option(help="Where TF Serving sees the registry, e.g. /models (default: this path).")
+    ] = None,
+    registry: RegistryOption = None,
+) -> None:
+    """Write TF Serving config files (model config with version labels, batching, monitoring)."""
+    from imgclf.registry.tfserving import write_tfserving_config
+
+    for path in write_tfserving_config(_registry(registry), out, base_path_prefix):
+        console.print(f"Wrote {path}")
+    console.print(
+        "Run: tensorflow_model_server --model_config_file=models.config --batching_parameters_file=batching.config "
+        "--enable_batching --monitoring_config_file=monitoring.config --rest_api_port=8501 --port=8500",
+        highlight=False,
+    )
+
+
 # ---------------------------------------------------------------- entry point
 
 

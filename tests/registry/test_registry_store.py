@@ -112,3 +112,14 @@ def test_models_commands(registry, capsys):
         *run_cli(["models", "list", "--name", "nope", "--registry", registry], capsys)[::2], "no model 'nope'"
     )
     _one_error_line(*run_cli(["models", "list", "--registry", registry / "missing"], capsys)[::2], "is not a directory")
+
+
+def test_tfserving_config_command(registry, tmp_path, capsys):
+    """The files themselves are loaded by the model server in tests/serving/test_tfserving_config.py."""
+    Registry(registry).promote("cats_dogs", 2)
+    command = ["models", "tfserving-config", "--out", tmp_path / "tfs", "--base-path-prefix", "/models"]
+    code, out, err = run_cli([*command, "--registry", registry], capsys)
+    assert code == 0 and "tensorflow_model_server --model_config_file" in out, err
+    text = (tmp_path / "tfs" / "models.config").read_text()
+    assert 'base_path: "/models/cats_dogs"' in text and 'key: "stable"' in text
+    assert {p.name for p in (tmp_path / "tfs").iterdir()} == {"models.config", "batching.config", "monitoring.config"}

@@ -1,0 +1,86 @@
+"""Configuration files that let real TF Serving serve the registry as is.
+
+``write_tfserving_config`` writes, into one directory:
+
+* ``models.config`` — a ``ModelServerConfig`` text proto (``--model_config_file``): one entry per
+  model, ``base_path`` = its registry directory, a ``specific`` version policy that loads every
+  labelled version (TF Serving only assigns labels to loaded versions) plus the newest, and the
+  registry's ``version_labels`` (``stable``, ``canary``, ...). Start TF Serving with
+  ``--allow_version_labels_for_unavailable_models`` unset (the default); every label points at a
+  loaded version.
+* ``batching.config`` — ``--batching_parameters_file`` (TF Serving's text format).
+* ``monitoring.config`` — ``--monitoring_config_file`` enabling Prometheus at
+  ``/monitoring/prometheus/metrics`` (what deploy/prometheus/prometheus.yml scrapes).
+
+``imgclf serve --model-config-file models.config`` reads the same file.
+
+Example:
+    >>> write_tfserving_config(Registry("registry"), Path("tfs"), base_path_prefix="/models")
+    [PosixPath('tfs/models.config'), PosixPath('tfs/batching.config'), PosixPath('tfs/monitoring.config')]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from imgclf.registry.store import Registry
+from imgclf.serving.options import BatchingParameters, validate_model_config
+
+MONITORING_CONFIG = 'prometheus_config {\n  enable: true\n  path: "/monitoring/prometheus/metrics"\n}\n'
+
+
+def model_server_config(
+    registry: Registry, base_path_prefix: str | None = None
+) -> model_server_config_pb2.ModelServerConfig:
+    """Every model of the registry with its labelled versions and labels."""
+    config = model_server_config_pb2.ModelServerConfig()
+    for name in registry.models():
+        state = registry.state(name)
+        versions = sorted({registry.versions(name)[-1], *state.labels.values()})
+        model = config.model_config_list.config.add()
+        model.name = name
+        model.base_path = (
+            f"{base_path_prefix.rstrip('/')}/{name}" if base_path_prefix else str((registry.root / name).resolve())
+        )
+        model.model_platform = "tensorflow"
+        model.model_version_policy.specific.versions.extend(versions)
+        for label, version in sorted(state.labels.items()):
+            model.version_labels[label] = version
+    validate_model_config(config, "generated models.config")
+    return config
+
+
+def batching_config(parameters: BatchingParameters) -> str:
+    lines = [
+        f"max_batch_size {{ value: {parameters.max_batch_size} }}",
+        f"batch_timeout_micros {{ value: {parameters.batch_timeout_micros} }}",
+        f"max_enqueued_batches {{ value: {parameters.max_enqueued_batches} }}",
+        f"num_batch_threads {{ value: {parameters.num_batch_threads} }}",
+    ]
+    lines += [f"allowed_batch_sizes: {size}" for size in parameters.allowed_batch_sizes]
+    return "\n".join(lines) + "\n"
+
+
+def write_tfserving_config(
+    registry: Registry,
+    out: Path,
+    base_path_prefix: str | None = None,
+    batching: BatchingParameters | None = None,
+) -> list[Path]:
+    """Write models.config, batching.config and monitoring.config into ``out``; return their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    batching = batching or BatchingParameters(max_batch_size=32, batch_timeout_micros=2000, max_enqueued_batches=100,
+                                              num_batch_threads=4)  # fmt: skip
+    files = {
+        "models.config": text_format.MessageToString(model_server_config(registry, base_path_prefix)),
+        "batching.config": batching_config(batching),
+        "monitoring.config": MONITORING_CONFIG,
+    }
+    paths = []
+    for name, text in files.items():
+        (out / name).write_text(text, encoding="utf-8")
+        paths.append(out / name)
+    return paths
