@@ -635,10 +635,34 @@ def models_promote(
     version: Annotated[int, typer.Argument(help="Version.")],
     to: Annotated[str, typer.Option(help="stable or canary.")] = "stable",
     share: Annotated[float | None, typer.Option(help="Canary: share of traffic it gets (0..1).")] = None,
+    force: Annotated[bool, typer.Option(help="Promote even if the gate did not bless the version.")] = False,
     registry: RegistryOption = None,
 ) -> None:
-    """Point stable (or canary) at a version; the gateway follows without a restart."""
-    _print_state(name, _registry(registry).promote(name, version, to, share))
+    """Point stable (or canary) at a blessed version; the gateway follows without a restart."""
+    _print_state(name, _registry(registry).promote(name, version, to, share, force))
+
+
+@models_app.command("gate")
+def models_gate(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="Candidate version.")],
+    data: Annotated[str, typer.Option(help="Fixed evaluation set (folder or CSV; its val split if split).")],
+    config: Annotated[Path | None, typer.Option(help='JSON {"thresholds": [...]} (default: built-in).')] = None,
+    registry: RegistryOption = None,
+) -> None:
+    """Evaluate a candidate against thresholds and the stable version; bless it or say why not (exit 3)."""
+    from imgclf.registry.gate import DEFAULT_THRESHOLDS, load_thresholds, run_gate
+
+    thresholds = load_thresholds(config) if config else DEFAULT_THRESHOLDS
+    result = run_gate(_registry(registry), name, version, data, thresholds)
+    baseline = f"stable version {result.baseline_version}" if result.baseline_version else "no baseline"
+    console.print(f"{name} version {version} against {baseline} on {data}:", highlight=False)
+    for check in result.checks:
+        console.print(f"  {'pass' if check.passed else 'FAIL'}  {check.message}", highlight=False, markup=False)
+    if not result.blessed:
+        console.print(f"NOT BLESSED: {len(result.failed)} check(s) failed", highlight=False)
+        raise typer.Exit(3)
+    console.print("BLESSED", highlight=False)
 
 
 @models_app.command("rollback")

@@ -28,31 +28,31 @@ def registry(tmp_path) -> Path:
 def test_promote_canary_and_rollback(registry):
     store = Registry(registry)
     assert store.state("cats_dogs").stable is None and store.serving_version("cats_dogs") == 3
-    store.promote("cats_dogs", 1)
-    store.promote("cats_dogs", 2, to="canary", canary_share=0.1)
+    store.promote("cats_dogs", 1, force=True)
+    store.promote("cats_dogs", 2, to="canary", canary_share=0.1, force=True)
     state = store.state("cats_dogs")
     assert state.labels == {"stable": 1, "canary": 2} and state.canary_share == 0.1
     assert store.info("cats_dogs", 2).state == "canary"
-    store.promote("cats_dogs", 2)  # the canary becomes stable
+    store.promote("cats_dogs", 2, force=True)  # the canary becomes stable
     state = store.state("cats_dogs")
     assert state.labels == {"stable": 2} and state.canary_share == 0
     assert [h["version"] for h in state.history] == [1, 2]
-    store.promote("cats_dogs", 3, to="canary", canary_share=0.5)
+    store.promote("cats_dogs", 3, to="canary", canary_share=0.5, force=True)
     state = store.rollback("cats_dogs")
     assert state.labels == {"stable": 1} and state.canary_share == 0
     with pytest.raises(RegistryError, match="no earlier stable version"):
         store.rollback("cats_dogs")
     with pytest.raises(RegistryError, match="already stable"):
-        store.promote("cats_dogs", 1, to="canary")
+        store.promote("cats_dogs", 1, to="canary", force=True)
     with pytest.raises(RegistryError, match="has no version 9"):
-        store.promote("cats_dogs", 9)
+        store.promote("cats_dogs", 9, force=True)
     with pytest.raises(RegistryError, match="between 0 and 1"):
-        store.promote("cats_dogs", 3, to="canary", canary_share=1.5)
+        store.promote("cats_dogs", 3, to="canary", canary_share=1.5, force=True)
 
 
 def test_labels_and_delete(registry):
     store = Registry(registry)
-    store.promote("cats_dogs", 2)
+    store.promote("cats_dogs", 2, force=True)
     store.label("cats_dogs", 1, "golden")
     with pytest.raises(RegistryError, match="labelled golden"):
         store.delete("cats_dogs", 1)
@@ -72,7 +72,7 @@ def test_labels_and_delete(registry):
 
 def test_concurrent_changes_are_serialized(registry):
     store = Registry(registry)
-    store.promote("cats_dogs", 1)
+    store.promote("cats_dogs", 1, force=True)
     errors = []
 
     def label(i: int) -> None:
@@ -91,9 +91,23 @@ def test_concurrent_changes_are_serialized(registry):
 
 
 def test_models_commands(registry, capsys):
-    code, out, err = run_cli(["models", "promote", "cats_dogs", "2", "--registry", registry], capsys)
+    refused = run_cli(["models", "promote", "cats_dogs", "2", "--registry", registry], capsys)
+    _one_error_line(*refused[::2], "has not been through the gate")
+    code, out, err = run_cli(["models", "promote", "cats_dogs", "2", "--force", "--registry", registry], capsys)
     assert code == 0 and "stable=2" in out, err
-    canary = ["models", "promote", "cats_dogs", "3", "--to", "canary", "--share", "0.2", "--registry", registry]
+    canary = [
+        "models",
+        "promote",
+        "cats_dogs",
+        "3",
+        "--to",
+        "canary",
+        "--share",
+        "0.2",
+        "--force",
+        "--registry",
+        registry,
+    ]
     code, out, _ = run_cli(canary, capsys)
     assert "canary=3" in out and "20%" in out
     code, out, _ = run_cli(["models", "list", "--registry", registry], capsys)
@@ -116,7 +130,7 @@ def test_models_commands(registry, capsys):
 
 def test_tfserving_config_command(registry, tmp_path, capsys):
     """The files themselves are loaded by the model server in tests/serving/test_tfserving_config.py."""
-    Registry(registry).promote("cats_dogs", 2)
+    Registry(registry).promote("cats_dogs", 2, force=True)
     command = ["models", "tfserving-config", "--out", tmp_path / "tfs", "--base-path-prefix", "/models"]
     code, out, err = run_cli([*command, "--registry", registry], capsys)
     assert code == 0 and "tensorflow_model_server --model_config_file" in out, err

@@ -16,8 +16,8 @@ def test_generated_config_serves_stable_and_canary_by_label(tmp_path, toy_model_
     for version, source in ((1, toy_model_v1), (2, toy_model_v2), (3, toy_model_v1), (4, toy_model_v1)):
         copy_version(source, base, version)
     registry = Registry(tmp_path / "registry")
-    registry.promote("toy", 1)
-    registry.promote("toy", 2, to="canary", canary_share=0.1)
+    registry.promote("toy", 1, force=True)
+    registry.promote("toy", 2, to="canary", canary_share=0.1, force=True)
     registry.label("toy", 3, "golden")
 
     write_tfserving_config(registry, tmp_path / "tfs")

@@ -161,11 +161,22 @@ class Registry:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def promote(self, name: str, version: int, to: str = STABLE, canary_share: float | None = None) -> ModelState:
-        """Point ``stable`` or ``canary`` at ``version``. A new stable clears a canary of the same version."""
+    def promote(
+        self, name: str, version: int, to: str = STABLE, canary_share: float | None = None, force: bool = False
+    ) -> ModelState:
+        """Point ``stable`` or ``canary`` at ``version``. A new stable clears a canary of the same version.
+
+        Only versions the promotion gate blessed (``imgclf.registry.gate``) unless ``force``.
+        """
         if to not in (STABLE, CANARY):
             raise RegistryError(f"promote to stable or canary, not {to!r}")
-        self.version_dir(name, version)
+        gate = self.info(name, version).gate
+        if gate != "blessed" and not force:
+            why = "was refused by the gate" if gate else "has not been through the gate"
+            raise RegistryError(
+                f"{name} version {version} {why}; run `imgclf models gate {name} {version} --data EVAL_DATA` "
+                "(or promote with --force)"
+            )
         with self._change(name) as state:
             if to == STABLE:
                 if state.stable != version:
