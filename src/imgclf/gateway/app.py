@@ -31,9 +31,11 @@ from imgclf.gateway.middleware import RequestContextMiddleware
 from imgclf.gateway.prediction_log import PredictionLog
 from imgclf.gateway.rate_limit import RateLimiter, create_rate_limiter
 from imgclf.gateway.retention import RetentionWorker
+from imgclf.gateway.routing import TrafficRouter
 from imgclf.gateway.schemas import ErrorBody
 from imgclf.gateway.service import ModelCards, PredictionService, ReviewPolicy
 from imgclf.gateway.validation import UploadLimits
+from imgclf.registry.store import Registry
 from imgclf.storage.database import connect
 from imgclf.storage.image_store import ImageStore
 
@@ -90,8 +92,11 @@ class Gateway:
         store = ImageStore(settings.image_store_dir)
         retention = RetentionWorker(engine, store, settings.image_retention_days)
         retention.start()
+        router = TrafficRouter(
+            Registry(settings.registry), model_name, is_available=getattr(backend, "is_available", lambda _: True)
+        )
         service = PredictionService(
-            backend, ModelCards(settings.registry), store, prediction_log, limits, policy, metrics
+            backend, ModelCards(settings.registry), store, prediction_log, limits, policy, metrics, router
         )
         if isinstance(backend, LocalBackend):
             metrics.extra_registries.append(backend.serving_metrics.registry)

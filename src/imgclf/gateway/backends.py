@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,8 @@ from typing import Protocol
 import numpy as np
 
 from imgclf.errors import ServingError
+
+log = logging.getLogger(__name__)
 
 INPUT = "image_bytes"
 OUTPUTS = ("scores", "class_ids")
@@ -70,7 +74,13 @@ def read_model_card(registry: Path, name: str, version: int) -> ModelCard:
 
 
 class LocalBackend:
-    """The registry's model served in this process by the model server's engine."""
+    """The registry's model served in this process by the model server's engine.
+
+    It follows the registry's state (``imgclf models promote``/``rollback``/``label``): every
+    ``poll_seconds`` it applies the same model config ``imgclf models tfserving-config`` writes
+    (labelled versions, the newest and the previous stable loaded; labels set) with the model
+    server's config reload, which loads new versions before unloading old ones.
+    """
 
     def __init__(
         self,
@@ -98,8 +108,47 @@ class LocalBackend:
         )
         self.serving_metrics = ServingMetrics()
         self._predictor = build_predictor(options, self.serving_metrics)
+        from imgclf.registry.store import Registry
+
+        self._registry = Registry(registry)
+        self._applied: str | None = None
+        self._stop = threading.Event()
         self._predictor.manager.poll_once()
+        self.follow_registry()
         self._predictor.manager.start_polling(poll_seconds)
+        self._follower = threading.Thread(
+            target=self._follow, args=(poll_seconds,), daemon=True, name="imgclf-registry"
+        )
+        self._follower.start()
+
+    def follow_registry(self) -> None:
+        """Apply the registry's current state to the loaded versions (no-op when unchanged)."""
+        from imgclf.registry.tfserving import model_server_config
+
+        config = model_server_config(self._registry, names=[self.model_name])
+        text = str(config)
+        if text == self._applied:
+            return
+        try:
+            self._predictor.manager.reload_config(config)
+        except Exception as error:  # e.g. a labelled version that does not load: keep serving, retry
+            log.warning("registry state of %s not applied yet: %s", self.model_name, error)
+            return
+        self._applied = text
+
+    def _follow(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.follow_registry()
+            except Exception:
+                log.exception("following the registry failed")
+
+    def is_available(self, version: int) -> bool:
+        try:
+            statuses = self._predictor.manager.status(self.model_name, version)
+        except ServingError:
+            return False
+        return any(s.state == "AVAILABLE" for s in statuses)
 
     def classify(self, images: list[bytes], version: int | None = None, label: str | None = None) -> BackendAnswer:
         from imgclf.serving.predictor import ModelAddress
@@ -121,6 +170,7 @@ class LocalBackend:
         return self._predictor.manager.is_ready()
 
     def close(self) -> None:
+        self._stop.set()
         self._predictor.close()
 
 

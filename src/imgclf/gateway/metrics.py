@@ -64,6 +64,16 @@ class GatewayMetrics:
         self.spool_files = Gauge(
             "imgclf_gateway_spool_files", "Spool files waiting for the database.", registry=r, multiprocess_mode="max"
         )
+        self.routed = Counter(
+            "imgclf_gateway_routed_predictions",
+            "Images classified, by the answering version and why it was chosen (stable, canary, latest, requested).",
+            ["model", "version", "role"], registry=r,
+        )  # fmt: skip
+        self.model_latency = Histogram(
+            "imgclf_gateway_predict_duration_seconds",
+            "Validation + model + decision time of a predict request, by the version that answered and its role.",
+            ["model", "version", "role"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
         per_version = ["model", "version"]
 
         def gauge(name: str, documentation: str, labels: list[str] = per_version) -> Gauge:

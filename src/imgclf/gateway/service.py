@@ -24,6 +24,7 @@ from imgclf.errors import ServingError, UploadError
 from imgclf.gateway.backends import ModelBackend, ModelCard, read_model_card
 from imgclf.gateway.metrics import GatewayMetrics
 from imgclf.gateway.prediction_log import PredictionLog
+from imgclf.gateway.routing import TrafficRouter
 from imgclf.gateway.validation import ImageUpload, UploadLimits, validate_image
 from imgclf.monitoring.input_stats import statistics_of
 from imgclf.monitoring.window import compact_embedding
@@ -101,6 +102,7 @@ class PredictionService:
         limits: UploadLimits,
         policy: ReviewPolicy,
         metrics: GatewayMetrics | None = None,
+        router: TrafficRouter | None = None,
     ) -> None:
         self.backend = backend
         self.cards = cards
@@ -109,6 +111,7 @@ class PredictionService:
         self.limits = limits
         self.policy = policy
         self.metrics = metrics
+        self.router = router
 
     def validate(self, images: list[NamedImage]) -> list[ImageUpload]:
         """Every image checked; the first refusal names the image (index and file name)."""
@@ -133,6 +136,10 @@ class PredictionService:
     ) -> PredictOutcome:
         started = time.perf_counter()
         uploads = self.validate(images)
+        role = "requested"
+        if version is None and label is None and self.router is not None:
+            route = self.router.route(api_key_id)
+            version, role = route.version, route.role
         answer = self.backend.classify([u.data for u in uploads], version=version, label=label)
         card = self.cards.get(answer.model_name, answer.model_version)
         if answer.scores.shape != (len(uploads), len(card.classes)):
@@ -161,6 +168,10 @@ class PredictionService:
                 )
             )
         stored = self._record(predictions, answer.model_name, answer.model_version, api_key_id, request_id, latency_ms)
+        if self.metrics is not None:
+            labels = (answer.model_name, str(answer.model_version), role)
+            self.metrics.routed.labels(*labels).inc(len(predictions))
+            self.metrics.model_latency.labels(*labels).observe(latency_ms / 1000)
         return PredictOutcome(answer.model_name, answer.model_version, predictions, latency_ms, stored)
 
     def _record(

@@ -4,7 +4,8 @@
 
 * ``models.config`` — a ``ModelServerConfig`` text proto (``--model_config_file``): one entry per
   model, ``base_path`` = its registry directory, a ``specific`` version policy that loads every
-  labelled version (TF Serving only assigns labels to loaded versions) plus the newest, and the
+  labelled version (TF Serving only assigns labels to loaded versions), the newest and the
+  previous stable (for an instant rollback), and the
   registry's ``version_labels`` (``stable``, ``canary``, ...). Start TF Serving with
   ``--allow_version_labels_for_unavailable_models`` unset (the default); every label points at a
   loaded version.
@@ -33,13 +34,17 @@ MONITORING_CONFIG = 'prometheus_config {\n  enable: true\n  path: "/monitoring/p
 
 
 def model_server_config(
-    registry: Registry, base_path_prefix: str | None = None
+    registry: Registry, base_path_prefix: str | None = None, names: list[str] | None = None
 ) -> model_server_config_pb2.ModelServerConfig:
-    """Every model of the registry with its labelled versions and labels."""
+    """The registry's models (or ``names``) with the versions to keep loaded and their labels.
+
+    Loaded: every labelled version, the newest, and the previous stable (so a rollback is instant).
+    """
     config = model_server_config_pb2.ModelServerConfig()
-    for name in registry.models():
+    for name in names or registry.models():
         state = registry.state(name)
-        versions = sorted({registry.versions(name)[-1], *state.labels.values()})
+        previous = [h["version"] for h in state.history[-2:-1] if h["version"] in registry.versions(name)]
+        versions = sorted({registry.versions(name)[-1], *state.labels.values(), *previous})
         model = config.model_config_list.config.add()
         model.name = name
         model.base_path = (

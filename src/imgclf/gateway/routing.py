@@ -1,0 +1,77 @@
+"""Which version answers a request that names none: stable, or the canary for a share of keys.
+
+The registry's state (``imgclf.registry.store``) is re-read at most once a second, so
+``imgclf models promote`` / ``rollback`` and share changes take effect within about a second,
+without restarts. The canary is sticky per API key: a key's bucket is a hash of its id and the
+canary version, and keys whose bucket falls below the share get the canary. A routed version the
+backend has not loaded yet is skipped (the request goes to the newest available version), so a
+promotion never fails a request.
+
+Example:
+    >>> router = TrafficRouter(Registry("registry"), "cats_dogs")
+    >>> router.route("key-id")
+    Route(version=3, role='stable')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from imgclf.errors import RegistryError
+from imgclf.registry.store import ModelState, Registry
+
+
+@dataclass(frozen=True)
+class Route:
+    version: int | None  # None: the newest available version
+    role: str  # stable, canary, latest
+
+
+def bucket(key: str, canary_version: int) -> float:
+    """A stable number in [0, 1) for this key and canary (a new canary reshuffles the keys)."""
+    digest = hashlib.sha256(f"{key}:{canary_version}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class TrafficRouter:
+    def __init__(
+        self,
+        registry: Registry,
+        model_name: str,
+        is_available: Callable[[int], bool] = lambda version: True,
+        ttl_seconds: float = 1.0,
+    ) -> None:
+        self.registry = registry
+        self.model_name = model_name
+        self.is_available = is_available
+        self.ttl_seconds = ttl_seconds
+        self._lock = threading.Lock()
+        self._state: tuple[float, ModelState] | None = None
+
+    def state(self) -> ModelState:
+        now = time.monotonic()
+        with self._lock:
+            if self._state is None or now - self._state[0] > self.ttl_seconds:
+                try:
+                    state = self.registry.state(self.model_name)
+                except RegistryError:
+                    state = self._state[1] if self._state else ModelState()
+                self._state = (now, state)
+            return self._state[1]
+
+    def route(self, api_key_id: str | None) -> Route:
+        state = self.state()
+        canary = state.canary
+        if (
+            canary is not None
+            and bucket(api_key_id or "anonymous", canary) < state.canary_share
+            and self.is_available(canary)
+        ):
+            return Route(canary, "canary")
+        if state.stable is not None and self.is_available(state.stable):
+            return Route(state.stable, "stable")
+        return Route(None, "latest")
