@@ -78,3 +78,30 @@ def test_canary_promote_and_rollback_under_load(cats_dogs_registry, photos, tmp_
                 worker.join()
         assert set(outcomes) == {"ok"} and outcomes["ok"] > 50, outcomes
         assert gw.metric("imgclf_gateway_routed_predictions_total", role="canary", version="2") >= canary * 2
+
+
+def test_shadow_results_are_stored_never_returned(cats_dogs_registry, photos, tmp_path):
+    from sqlalchemy import select
+
+    from imgclf.storage.models import Prediction
+
+    for version in (1, 2):
+        shutil.copytree(cats_dogs_registry / "cats_dogs" / "1", tmp_path / "registry" / "cats_dogs" / str(version))
+    registry = Registry(tmp_path / "registry")
+    registry.promote("cats_dogs", 1, force=True)
+    registry.label("cats_dogs", 2, "shadow")
+    settings = gateway_settings(tmp_path, registry.root, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with running_gateway(settings) as gw:
+        wait_until(lambda: gw.gateway.service.router.shadow_version() == 2)
+        key = gw.key()
+        for _ in range(5):
+            answer = gw.client.post("/v1/predict", files=upload(photos, 2), headers=bearer(key)).json()
+            assert {p["model_version"] for p in answer["predictions"]} == {1}
+        gw.gateway.service.shadow.drain()
+        with gw.gateway.engine.connect() as connection:
+            rows = list(connection.execute(select(Prediction.model_version, Prediction.role, Prediction.needs_review)))
+        assert Counter((v, role) for v, role, _ in rows) == {(1, "stable"): 10, (2, "shadow"): 10}
+        assert not any(needs for v, _, needs in rows if v == 2)
+        assert gw.metric("imgclf_gateway_shadow_agreement_total", version="2", agree="yes") == 10  # same weights
+        queue = gw.client.get("/v1/reviews", headers=bearer(gw.key("review"))).json()["items"]
+        assert all(item["model_version"] == 1 for item in queue)  # only answered predictions await review

@@ -34,6 +34,7 @@ from imgclf.gateway.retention import RetentionWorker
 from imgclf.gateway.routing import TrafficRouter
 from imgclf.gateway.schemas import ErrorBody
 from imgclf.gateway.service import ModelCards, PredictionService, ReviewPolicy
+from imgclf.gateway.shadow import ShadowMirror
 from imgclf.gateway.validation import UploadLimits
 from imgclf.registry.store import Registry
 from imgclf.storage.database import connect
@@ -95,8 +96,9 @@ class Gateway:
         router = TrafficRouter(
             Registry(settings.registry), model_name, is_available=getattr(backend, "is_available", lambda _: True)
         )
+        shadow = ShadowMirror(on_drop=metrics.shadow_dropped.inc)
         service = PredictionService(
-            backend, ModelCards(settings.registry), store, prediction_log, limits, policy, metrics, router
+            backend, ModelCards(settings.registry), store, prediction_log, limits, policy, metrics, router, shadow
         )
         if isinstance(backend, LocalBackend):
             metrics.extra_registries.append(backend.serving_metrics.registry)
@@ -132,6 +134,8 @@ class Gateway:
         """Finish queued model work, write what the spool holds if the database answers, release connections."""
         self.retention.stop()
         self.drift_monitor.stop()
+        if self.service.shadow is not None:
+            self.service.shadow.stop()
         self.backend.close()
         self.prediction_log.stop()
         self.engine.dispose()

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from imgclf.errors import RegistryError
 from imgclf.registry.store import ModelState, Registry
 
+SHADOW = "shadow"
+
 
 @dataclass(frozen=True)
 class Route:
@@ -75,3 +77,8 @@ class TrafficRouter:
         if state.stable is not None and self.is_available(state.stable):
             return Route(state.stable, "stable")
         return Route(None, "latest")
+
+    def shadow_version(self) -> int | None:
+        """The version requests are mirrored to (label ``shadow``), if it is loaded."""
+        version = self.state().labels.get(SHADOW)
+        return version if version is not None and self.is_available(version) else None

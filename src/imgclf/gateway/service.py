@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -21,10 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from imgclf.errors import ServingError, UploadError
-from imgclf.gateway.backends import ModelBackend, ModelCard, read_model_card
+from imgclf.gateway.backends import BackendAnswer, ModelBackend, ModelCard, read_model_card
 from imgclf.gateway.metrics import GatewayMetrics
 from imgclf.gateway.prediction_log import PredictionLog
 from imgclf.gateway.routing import TrafficRouter
+from imgclf.gateway.shadow import ShadowMirror
 from imgclf.gateway.validation import ImageUpload, UploadLimits, validate_image
 from imgclf.monitoring.input_stats import statistics_of
 from imgclf.monitoring.window import compact_embedding
@@ -103,6 +105,7 @@ class PredictionService:
         policy: ReviewPolicy,
         metrics: GatewayMetrics | None = None,
         router: TrafficRouter | None = None,
+        shadow: ShadowMirror | None = None,
     ) -> None:
         self.backend = backend
         self.cards = cards
@@ -112,6 +115,7 @@ class PredictionService:
         self.policy = policy
         self.metrics = metrics
         self.router = router
+        self.shadow = shadow
 
     def validate(self, images: list[NamedImage]) -> list[ImageUpload]:
         """Every image checked; the first refusal names the image (index and file name)."""
@@ -140,6 +144,24 @@ class PredictionService:
         if version is None and label is None and self.router is not None:
             route = self.router.route(api_key_id)
             version, role = route.version, route.role
+        answer, predictions = self._classify(uploads, version, label)
+        latency_ms = (time.perf_counter() - started) * 1000
+        stored = self._record(
+            predictions, answer.model_name, answer.model_version, api_key_id, request_id, latency_ms, role
+        )
+        if self.metrics is not None:
+            labels = (answer.model_name, str(answer.model_version), role)
+            self.metrics.routed.labels(*labels).inc(len(predictions))
+            self.metrics.model_latency.labels(*labels).observe(latency_ms / 1000)
+        if self.shadow is not None and self.router is not None:
+            shadow = self.router.shadow_version()
+            if shadow is not None and shadow != answer.model_version:
+                self.shadow.submit(lambda: self._mirror(uploads, shadow, predictions, api_key_id, request_id))
+        return PredictOutcome(answer.model_name, answer.model_version, predictions, latency_ms, stored)
+
+    def _classify(
+        self, uploads: list[ImageUpload], version: int | None, label: str | None
+    ) -> tuple[BackendAnswer, list[ImagePrediction]]:
         answer = self.backend.classify([u.data for u in uploads], version=version, label=label)
         card = self.cards.get(answer.model_name, answer.model_version)
         if answer.scores.shape != (len(uploads), len(card.classes)):
@@ -148,7 +170,6 @@ class PredictionService:
                 f"the model answered scores of shape {list(answer.scores.shape)} for {len(uploads)} image(s) "
                 f"and {len(card.classes)} classes",
             )
-        latency_ms = (time.perf_counter() - started) * 1000
         predictions = []
         embeddings = answer.embeddings if answer.embeddings is not None else [None] * len(uploads)
         for upload, scores, class_id, embedding in zip(
@@ -167,12 +188,30 @@ class PredictionService:
                     embedding=None if embedding is None else compact_embedding(embedding),
                 )
             )
-        stored = self._record(predictions, answer.model_name, answer.model_version, api_key_id, request_id, latency_ms)
+        return answer, predictions
+
+    def _mirror(
+        self,
+        uploads: list[ImageUpload],
+        version: int,
+        primary: list[ImagePrediction],
+        api_key_id: str | None,
+        request_id: str,
+    ) -> None:
+        """Classify with the shadow version and store the result; nobody waits for this."""
+        started = time.perf_counter()
+        answer, predictions = self._classify(uploads, version, None)
+        latency_ms = (time.perf_counter() - started) * 1000
+        # Shadow rows never enter the review queue: reviewers label what clients were answered.
+        predictions = [dataclasses.replace(p, needs_review=False) for p in predictions]
+        self._record(predictions, answer.model_name, answer.model_version, api_key_id, request_id, latency_ms, "shadow")
         if self.metrics is not None:
-            labels = (answer.model_name, str(answer.model_version), role)
-            self.metrics.routed.labels(*labels).inc(len(predictions))
-            self.metrics.model_latency.labels(*labels).observe(latency_ms / 1000)
-        return PredictOutcome(answer.model_name, answer.model_version, predictions, latency_ms, stored)
+            for mine, theirs in zip(predictions, primary, strict=True):
+                agree = "yes" if mine.label == theirs.label else "no"
+                self.metrics.shadow_agreement.labels(answer.model_name, str(answer.model_version), agree).inc()
+            self.metrics.model_latency.labels(answer.model_name, str(answer.model_version), "shadow").observe(
+                latency_ms / 1000
+            )
 
     def _record(
         self,
@@ -182,12 +221,14 @@ class PredictionService:
         api_key_id: str | None,
         request_id: str,
         latency_ms: float,
+        role: str = "requested",
     ) -> bool:
-        for prediction in predictions:
-            try:
-                self.store.put(prediction.image.data)
-            except OSError as error:  # the answer matters more than the copy for reviewers
-                log.error("image %s not stored: %s", prediction.image.sha256, error)
+        if role != "shadow":  # the answered request stored the image already
+            for prediction in predictions:
+                try:
+                    self.store.put(prediction.image.data)
+                except OSError as error:  # the answer matters more than the copy for reviewers
+                    log.error("image %s not stored: %s", prediction.image.sha256, error)
         now = utcnow()
         rows = [
             {
@@ -210,11 +251,12 @@ class PredictionService:
                 "needs_review": p.needs_review,
                 "input_stats": _input_stats(p.image),
                 "embedding": p.embedding,
+                "role": role,
             }
             for p in predictions
         ]
         stored = self.log.write(rows)
-        if self.metrics is not None:
+        if self.metrics is not None and role != "shadow":
             self._count(predictions, model_name, model_version, stored)
         return stored
 

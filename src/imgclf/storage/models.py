@@ -67,6 +67,8 @@ class Prediction(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     needs_review: Mapped[bool] = mapped_column(Boolean, default=False)
     # Monitoring (imgclf.monitoring): input statistics of the upload and the export's embedding_projection.
+    # Why this version answered: stable, canary, latest, requested (version or label asked for), shadow.
+    role: Mapped[str | None] = mapped_column(String(16), nullable=True)
     input_stats: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     embedding: Mapped[list | None] = mapped_column(JSON, nullable=True)
     review_label: Mapped[str | None] = mapped_column(String(200), nullable=True)
