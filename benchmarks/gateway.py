@@ -16,12 +16,14 @@ coroutines in this process (``benchmarks/serving.py``'s load generator).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,15 +68,11 @@ def run_model_server(
         stop(server)
 
 
-def run_gateway(
-    name: str,
-    database_url: str,
-    export: Path,
-    batching: Path,
-    args: argparse.Namespace,
-    images: list[bytes],
-    work: Path,
-) -> list[dict]:
+@contextlib.contextmanager
+def started_gateway(
+    name: str, database_url: str, export: Path, batching: Path, work: Path
+) -> Iterator[tuple[int, str]]:
+    """``imgclf gateway`` in a subprocess on the export's registry; yields (port, API key)."""
     from imgclf.gateway.api_keys import create_key
     from imgclf.storage.database import connect
 
@@ -97,12 +95,25 @@ def run_gateway(
     )
     command = [str(REPO / ".venv/bin/imgclf"), "gateway", "--host", "127.0.0.1", "--port", str(port)]
     gateway = subprocess.Popen(command, env=env)
-    results: dict = {}
     try:
         wait_until_ready("127.0.0.1", port, "/readyz", gateway)
-        measure(port, gateway_requests(images, key), args, name, results)
+        yield port, key
     finally:
         stop(gateway)
+
+
+def run_gateway(
+    name: str,
+    database_url: str,
+    export: Path,
+    batching: Path,
+    args: argparse.Namespace,
+    images: list[bytes],
+    work: Path,
+) -> list[dict]:
+    results: dict = {}
+    with started_gateway(name, database_url, export, batching, work) as (port, key):
+        measure(port, gateway_requests(images, key), args, name, results)
     return results[name]
 
 

@@ -113,7 +113,11 @@ async def _http_exchange(port: int, request: bytes, state: dict) -> int:
     return status
 
 
-async def _closed_loop(send, requests: list, concurrency: int, warmup: float, seconds: float) -> dict:
+async def _closed_loop(
+    send, requests: list, concurrency: int, warmup: float, seconds: float, think: float = 0.0
+) -> dict:  # type: ignore[no-untyped-def]
+    """``concurrency`` clients, each sending its next request when the last is answered (after
+    ``think`` seconds: a paced load below saturation instead of as fast as possible)."""
     latencies: list[float] = []
     errors = 0
     start = time.perf_counter()
@@ -139,6 +143,8 @@ async def _closed_loop(send, requests: list, concurrency: int, warmup: float, se
                     latencies.append(t1 - t0)
                 else:
                     errors += 1
+            if think:
+                await asyncio.sleep(think)
 
     await asyncio.gather(*(client(i) for i in range(concurrency)))
     latencies.sort()
@@ -151,17 +157,20 @@ async def _closed_loop(send, requests: list, concurrency: int, warmup: float, se
         "requests": len(latencies),
         "errors": errors,
         "throughput": len(latencies) / seconds,
+        "think_ms": think * 1e3,
         "p50_ms": pct(0.50),
         "p95_ms": pct(0.95),
         "p99_ms": pct(0.99),
     }
 
 
-def http_load(port: int, requests: list[bytes], concurrency: int, warmup: float, seconds: float) -> dict:
+def http_load(
+    port: int, requests: list[bytes], concurrency: int, warmup: float, seconds: float, think: float = 0.0
+) -> dict:
     async def send(request: bytes, state: dict) -> bool:
         return await _http_exchange(port, request, state) == 200
 
-    return asyncio.run(_closed_loop(send, requests, concurrency, warmup, seconds))
+    return asyncio.run(_closed_loop(send, requests, concurrency, warmup, seconds, think))
 
 
 def grpc_load(port: int, images: list[bytes], model: str, concurrency: int, warmup: float, seconds: float) -> dict:

@@ -150,18 +150,25 @@ class LocalBackend:
             return False
         return any(s.state == "AVAILABLE" for s in statuses)
 
-    def classify(self, images: list[bytes], version: int | None = None, label: str | None = None) -> BackendAnswer:
+    def classify(
+        self, images: list[bytes], version: int | None = None, label: str | None = None, background: bool = False
+    ) -> BackendAnswer:
+        """``background=True`` (shadow copies) runs the model in the calling thread, outside the
+        batching queue, so answered requests never wait behind it."""
         from imgclf.serving.predictor import ModelAddress
 
         servable = self._predictor.servable(ModelAddress(self.model_name, version, label))
         batch = np.empty(len(images), dtype=object)
         batch[:] = images
         wanted = OUTPUTS + ((EMBEDDING,) if EMBEDDING in servable.signature("").outputs else ())
-        future = self._predictor.predict(servable, "", {INPUT: batch}, wanted)
-        try:
-            outputs = future.result(timeout=self.timeout)
-        except TimeoutError:
-            raise ServingError("DEADLINE_EXCEEDED", f"no answer within {self.timeout} s") from None
+        if background:
+            outputs = servable.run("", {INPUT: batch})
+        else:
+            future = self._predictor.predict(servable, "", {INPUT: batch}, wanted)
+            try:
+                outputs = future.result(timeout=self.timeout)
+            except TimeoutError:
+                raise ServingError("DEADLINE_EXCEEDED", f"no answer within {self.timeout} s") from None
         return BackendAnswer(
             self.model_name, servable.version, outputs["scores"], outputs["class_ids"], outputs.get(EMBEDDING)
         )

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from imgclf.errors import ServingError, UploadError
-from imgclf.gateway.backends import BackendAnswer, ModelBackend, ModelCard, read_model_card
+from imgclf.gateway.backends import BackendAnswer, LocalBackend, ModelBackend, ModelCard, read_model_card
 from imgclf.gateway.metrics import GatewayMetrics
 from imgclf.gateway.prediction_log import PredictionLog
 from imgclf.gateway.routing import TrafficRouter
@@ -160,9 +160,13 @@ class PredictionService:
         return PredictOutcome(answer.model_name, answer.model_version, predictions, latency_ms, stored)
 
     def _classify(
-        self, uploads: list[ImageUpload], version: int | None, label: str | None
+        self, uploads: list[ImageUpload], version: int | None, label: str | None, background: bool = False
     ) -> tuple[BackendAnswer, list[ImagePrediction]]:
-        answer = self.backend.classify([u.data for u in uploads], version=version, label=label)
+        data = [u.data for u in uploads]
+        if background and isinstance(self.backend, LocalBackend):
+            answer = self.backend.classify(data, version=version, label=label, background=True)
+        else:
+            answer = self.backend.classify(data, version=version, label=label)
         card = self.cards.get(answer.model_name, answer.model_version)
         if answer.scores.shape != (len(uploads), len(card.classes)):
             raise ServingError(
@@ -200,7 +204,7 @@ class PredictionService:
     ) -> None:
         """Classify with the shadow version and store the result; nobody waits for this."""
         started = time.perf_counter()
-        answer, predictions = self._classify(uploads, version, None)
+        answer, predictions = self._classify(uploads, version, None, background=True)
         latency_ms = (time.perf_counter() - started) * 1000
         # Shadow rows never enter the review queue: reviewers label what clients were answered.
         predictions = [dataclasses.replace(p, needs_review=False) for p in predictions]
