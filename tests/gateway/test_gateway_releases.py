@@ -104,4 +104,4 @@ def test_shadow_results_are_stored_never_returned(cats_dogs_registry, photos, tm
         assert not any(needs for v, _, needs in rows if v == 2)
         assert gw.metric("imgclf_gateway_shadow_agreement_total", version="2", agree="yes") == 10  # same weights
         queue = gw.client.get("/v1/reviews", headers=bearer(gw.key("review"))).json()["items"]
-        assert all(item["model_version"] == 1 for item in queue)  # only answered predictions await review
+        assert queue and all(item["model_version"] == 1 for item in queue)  # only answered predictions await review

@@ -20,6 +20,7 @@ import numpy as np
 from imgclf.data.prepare import usable_samples
 from imgclf.evaluation.evaluate import choose_data
 from imgclf.export.inference import ExportedModel
+from imgclf.export.savedmodel import PROJECTION_SEED
 from imgclf.monitoring.input_stats import STATISTICS, image_statistics
 from imgclf.monitoring.profile import ReferenceProfile
 from imgclf.monitoring.window import Window, compact_embedding
@@ -72,5 +73,9 @@ def build_reference_profile(
     y_true = None
     if all(s.label in index for s in samples):
         y_true = np.array([index[s.label] for s in samples], dtype=np.int64)
-    embedding = {"output": "embedding_projection", "dim": int(window.embeddings.shape[1]), "projection_seed": 0}
+    embedding = {
+        "output": "embedding_projection",
+        "dim": int(window.embeddings.shape[1]),
+        "projection_seed": PROJECTION_SEED,
+    }
     return ReferenceProfile.build(window, y_true, source, embedding, seed)

@@ -93,9 +93,7 @@ class Gateway:
         store = ImageStore(settings.image_store_dir)
         retention = RetentionWorker(engine, store, settings.image_retention_days)
         retention.start()
-        router = TrafficRouter(
-            Registry(settings.registry), model_name, is_available=getattr(backend, "is_available", lambda _: True)
-        )
+        router = TrafficRouter(Registry(settings.registry), model_name, is_available=backend.is_available)
         shadow = ShadowMirror(on_drop=metrics.shadow_dropped.inc)
         service = PredictionService(
             backend, ModelCards(settings.registry), store, prediction_log, limits, policy, metrics, router, shadow

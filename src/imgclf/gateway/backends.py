@@ -48,7 +48,15 @@ class BackendAnswer:
 class ModelBackend(Protocol):
     model_name: str
 
-    def classify(self, images: list[bytes], version: int | None = None, label: str | None = None) -> BackendAnswer: ...
+    def classify(
+        self, images: list[bytes], version: int | None = None, label: str | None = None, background: bool = False
+    ) -> BackendAnswer:
+        """``background``: work nobody waits for (shadow copies); it must not delay answered requests."""
+        ...
+
+    def is_available(self, version: int) -> bool:
+        """Whether ``version`` can answer now (the gateway routes only to such versions)."""
+        ...
 
     def ready(self) -> bool: ...
 
@@ -194,7 +202,9 @@ class GrpcBackend:
         self._channel = grpc.insecure_channel(target, options=options)
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
 
-    def classify(self, images: list[bytes], version: int | None = None, label: str | None = None) -> BackendAnswer:
+    def classify(
+        self, images: list[bytes], version: int | None = None, label: str | None = None, background: bool = False
+    ) -> BackendAnswer:  # background work is scheduled by the model server like any request
         import grpc
         from tensorflow_serving.apis import predict_pb2
 
@@ -222,6 +232,9 @@ class GrpcBackend:
             outputs["class_ids"],
             outputs.get(EMBEDDING),
         )
+
+    def is_available(self, version: int) -> bool:
+        return True  # the model server's config decides what is loaded (imgclf models tfserving-config)
 
     def ready(self) -> bool:
         import grpc
@@ -276,7 +289,9 @@ class RestBackend:
             self._latest = (now, max(available))
         return self._latest[1]
 
-    def classify(self, images: list[bytes], version: int | None = None, label: str | None = None) -> BackendAnswer:
+    def classify(
+        self, images: list[bytes], version: int | None = None, label: str | None = None, background: bool = False
+    ) -> BackendAnswer:  # background work is scheduled by the model server like any request
         if label:
             metadata = self._request("GET", f"/v1/models/{self.model_name}/labels/{label}/metadata")
             version = int(metadata["model_spec"]["version"])
@@ -290,6 +305,9 @@ class RestBackend:
         if rows and EMBEDDING in rows[0]:
             embeddings = np.array([row[EMBEDDING] for row in rows], dtype=np.float32)
         return BackendAnswer(self.model_name, version, scores, np.array([row["class_ids"] for row in rows]), embeddings)
+
+    def is_available(self, version: int) -> bool:
+        return True  # the model server's config decides what is loaded (imgclf models tfserving-config)
 
     def ready(self) -> bool:
         try:

@@ -22,13 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from imgclf.errors import ServingError, UploadError
-from imgclf.gateway.backends import BackendAnswer, LocalBackend, ModelBackend, ModelCard, read_model_card
+from imgclf.gateway.backends import BackendAnswer, ModelBackend, ModelCard, read_model_card
 from imgclf.gateway.metrics import GatewayMetrics
 from imgclf.gateway.prediction_log import PredictionLog
 from imgclf.gateway.routing import TrafficRouter
 from imgclf.gateway.shadow import ShadowMirror
 from imgclf.gateway.validation import ImageUpload, UploadLimits, validate_image
-from imgclf.monitoring.input_stats import statistics_of
 from imgclf.monitoring.window import compact_embedding
 from imgclf.storage.image_store import ImageStore
 from imgclf.storage.models import new_id, utcnow
@@ -163,10 +162,7 @@ class PredictionService:
         self, uploads: list[ImageUpload], version: int | None, label: str | None, background: bool = False
     ) -> tuple[BackendAnswer, list[ImagePrediction]]:
         data = [u.data for u in uploads]
-        if background and isinstance(self.backend, LocalBackend):
-            answer = self.backend.classify(data, version=version, label=label, background=True)
-        else:
-            answer = self.backend.classify(data, version=version, label=label)
+        answer = self.backend.classify(data, version=version, label=label, background=background)
         card = self.cards.get(answer.model_name, answer.model_version)
         if answer.scores.shape != (len(uploads), len(card.classes)):
             raise ServingError(
@@ -225,7 +221,7 @@ class PredictionService:
         api_key_id: str | None,
         request_id: str,
         latency_ms: float,
-        role: str = "requested",
+        role: str,
     ) -> bool:
         if role != "shadow":  # the answered request stored the image already
             for prediction in predictions:
@@ -253,7 +249,7 @@ class PredictionService:
                 "threshold": p.threshold,
                 "latency_ms": latency_ms,
                 "needs_review": p.needs_review,
-                "input_stats": _input_stats(p.image),
+                "input_stats": p.image.statistics,
                 "embedding": p.embedding,
                 "role": role,
             }
@@ -275,15 +271,3 @@ class PredictionService:
                 m.needs_review.labels(model_name, version).inc()
         if not stored:
             m.spooled.inc(len(predictions))
-
-
-def _input_stats(upload: ImageUpload) -> dict[str, float] | None:
-    """Monitoring's input statistics, measured on the preview validation already decoded."""
-    if upload.preview is None:
-        return None
-    try:
-        values = statistics_of(upload.preview, upload.width, upload.height).values
-    except Exception as error:  # never lose a prediction over a statistic
-        log.warning("input statistics failed for %s: %s", upload.sha256, error)
-        return None
-    return values

@@ -4,8 +4,8 @@ In order, cheapest first: empty, byte size, format by magic bytes (never the fil
 declared content type), declared dimensions and pixel count from the header alone (so a
 decompression bomb is refused before it is decoded), frame count, then a decode of all the data
 (Pillow; JPEG at reduced scale, which still reads every byte) that catches truncated and corrupt
-files. The decoded preview is kept: monitoring measures its input statistics on it
-(``imgclf.monitoring.input_stats``), so they cost no second decode.
+files. Monitoring's input statistics (``imgclf.monitoring.input_stats``) are measured on that
+decoded preview here, so they cost no second decode.
 
 EXIF orientation is ignored, exactly as in training (``imgclf.preprocessing`` uses pixels as
 stored), so a phone photo is classified the way the training data was seen.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import warnings
 from dataclasses import dataclass, field
 
@@ -27,7 +28,9 @@ from PIL import Image, UnidentifiedImageError
 
 from imgclf.data.inspection import DECODABLE_FORMATS
 from imgclf.errors import UploadError
-from imgclf.monitoring.input_stats import load_preview
+from imgclf.monitoring.input_stats import load_preview, statistics_of
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ class ImageUpload:
     width: int
     height: int
     frames: int
-    preview: Image.Image | None = field(default=None, repr=False, compare=False)  # see load_preview
+    statistics: dict[str, float] | None = field(default=None, repr=False, compare=False)  # None: not measured
 
 
 def validate_image(data: bytes, limits: UploadLimits) -> ImageUpload:
@@ -80,7 +83,9 @@ def validate_image(data: bytes, limits: UploadLimits) -> ImageUpload:
     if frames > limits.max_frames:
         raise UploadError("too_many_frames", f"the image has {frames} frames; the limit is {limits.max_frames}", 422)
     _decode(header)
-    return ImageUpload(data, hashlib.sha256(data).hexdigest(), fmt, width, height, frames, header)
+    return ImageUpload(
+        data, hashlib.sha256(data).hexdigest(), fmt, width, height, frames, _statistics(header, width, height)
+    )
 
 
 def _decode(image: Image.Image) -> None:
@@ -96,3 +101,12 @@ def _decode(image: Image.Image) -> None:
         raise UploadError("corrupt_image", f"the image does not decode: {message}") from None
     except Exception as error:  # Pillow raises many types on hostile data
         raise UploadError("corrupt_image", f"the image does not decode: {error or type(error).__name__}") from None
+
+
+def _statistics(preview: Image.Image, width: int, height: int) -> dict[str, float] | None:
+    """Monitoring's input statistics of the decoded preview; never a reason to refuse an upload."""
+    try:
+        return statistics_of(preview, width, height).values
+    except Exception as error:
+        log.warning("input statistics failed: %s", error)
+        return None

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +75,7 @@ class ReferenceProfile:
             calibration = Calibration.fit(window.confidence, correct)
         if len(window.embeddings) > MAX_EMBEDDING_SAMPLE:
             rows = np.sort(np.random.default_rng(seed).choice(len(window.embeddings), MAX_EMBEDDING_SAMPLE, False))
-            window = Window(**{**window.__dict__, "embeddings": window.embeddings[rows]})
+            window = dataclasses.replace(window, embeddings=window.embeddings[rows])
         return cls(window, accuracy, calibration, source, embedding)
 
     def to_dict(self) -> dict[str, Any]:

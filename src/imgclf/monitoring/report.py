@@ -18,6 +18,7 @@ import numpy as np
 from imgclf.monitoring.drift import DriftReport
 from imgclf.monitoring.input_stats import STATISTICS
 from imgclf.monitoring.profile import ReferenceProfile
+from imgclf.monitoring.quality import QualitySummary
 from imgclf.monitoring.window import Window
 
 
@@ -40,15 +41,18 @@ def report_lines(report: DriftReport) -> list[str]:
             f"{t.name:<36} {t.method:<19} {format_value(t.statistic):>10} {format_value(t.p_value):>10}  "
             f"{t.criterion:<22} {'YES' if t.drifted else 'no'}"
         )
-    q = report.quality
-    if q is not None:
-        lines.append(
-            f"quality: mean confidence {format_value(q.mean_confidence, 3)}, needs review "
-            f"{format_value(q.needs_review_rate, 3)}, estimated accuracy {format_value(q.estimated_accuracy, 3)} "
-            f"(reference {format_value(q.reference_accuracy, 3)}), reviewed {q.reviewed}, realized accuracy "
-            f"{format_value(q.realized_accuracy, 3)}"
-        )
+    if report.quality is not None:
+        lines.append(quality_line(report.quality))
     return lines
+
+
+def quality_line(q: QualitySummary) -> str:
+    return (
+        f"quality: mean confidence {format_value(q.mean_confidence, 3)}, needs review "
+        f"{format_value(q.needs_review_rate, 3)}, estimated accuracy {format_value(q.estimated_accuracy, 3)} "
+        f"(reference {format_value(q.reference_accuracy, 3)}), reviewed {q.reviewed}, realized accuracy "
+        f"{format_value(q.realized_accuracy, 3)}"
+    )
 
 
 def write_json_report(report: DriftReport, path: Path) -> None:
@@ -131,7 +135,7 @@ def write_html_report(report: DriftReport, profile: ReferenceProfile, window: Wi
         f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>"
         for title, data in _figures(profile, window)
     )
-    quality = html.escape(report_lines(report)[-1]) if report.quality else ""
+    quality = html.escape(quality_line(report.quality)) if report.quality else ""
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Drift report: {html.escape(report.model_name)} v{report.model_version}</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}

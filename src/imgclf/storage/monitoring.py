@@ -45,10 +45,11 @@ def window_rows(
     model_version: int,
     since: datetime | None = None,
     limit: int | None = None,
-    columns: tuple = WINDOW_COLUMNS,
 ) -> list[dict[str, Any]]:
     """The newest predictions of one version (at most ``limit``, none older than ``since``)."""
-    query = select(*columns).where(Prediction.model_name == model_name, Prediction.model_version == model_version)
+    query = select(*WINDOW_COLUMNS).where(
+        Prediction.model_name == model_name, Prediction.model_version == model_version
+    )
     if since is not None:
         query = query.where(Prediction.created_at >= as_utc(since))
     query = query.order_by(Prediction.created_at.desc())
