@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,7 @@ from imgclf.errors import ServingError
 from imgclf.export.inference import ExportedModel
 from imgclf.export.savedmodel import export_run
 from imgclf.gateway.backends import GrpcBackend, LocalBackend, RestBackend, create_backend, read_model_card
-from tests.serving.conftest import running_server
+from tests.serving.conftest import running_server, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +48,7 @@ def test_local_and_remote_backends_agree(registry, images):
             try:
                 answer = backend.classify(images)
                 assert backend.ready() and answer.model_version == 1
+                assert backend.is_available(1) and not backend.is_available(9)
                 np.testing.assert_allclose(answer.scores, expected, atol=1e-5)
                 np.testing.assert_array_equal(answer.class_ids, offline["class_ids"])
                 with pytest.raises(ServingError) as missing:
@@ -55,9 +58,26 @@ def test_local_and_remote_backends_agree(registry, images):
                 backend.close()
 
 
+def test_remote_backends_see_versions_the_model_server_loads(registry, tmp_path):
+    """The router asks the backend whether a version is loaded; remote backends ask the model server."""
+    base = tmp_path / "shapes"
+    shutil.copytree(registry / "shapes" / "1", base / "1")
+    with running_server(model_name="shapes", model_base_path=base, file_system_poll_wait_seconds=0.2) as server:
+        backends = (GrpcBackend(f"127.0.0.1:{server.server.grpc_port}", "shapes"), RestBackend(server.url, "shapes"))
+        try:
+            for backend in backends:
+                assert backend.is_available(1) and not backend.is_available(2)
+            shutil.copytree(registry / "shapes" / "1", base / "2")  # the default policy serves the newest only
+            for backend in backends:
+                wait_for(lambda b=backend: b.is_available(2) and not b.is_available(1))
+        finally:
+            for backend in backends:
+                backend.close()
+
+
 def test_unreachable_model_server_is_unavailable_not_a_crash(registry, images):
     for backend in (GrpcBackend("127.0.0.1:1", "shapes", timeout=2), RestBackend("http://127.0.0.1:1", "shapes")):
-        assert not backend.ready()
+        assert not backend.ready() and not backend.is_available(1)
         with pytest.raises(ServingError) as caught:
             backend.classify(images)
         assert caught.value.code == "UNAVAILABLE"

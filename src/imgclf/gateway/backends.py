@@ -21,6 +21,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -61,6 +62,33 @@ class ModelBackend(Protocol):
     def ready(self) -> bool: ...
 
     def close(self) -> None: ...
+
+
+class AvailableVersions:
+    """A model server's AVAILABLE versions, asked for at most once per ``ttl`` seconds.
+
+    The router asks before each request whether the stable or canary version is loaded; this keeps
+    that to one status call a second. If the model server cannot be asked, the last known set is
+    kept (requests then fail or succeed on their own); before any answer the set is empty.
+    """
+
+    def __init__(self, fetch: Callable[[], set[int]], ttl: float = 1.0) -> None:
+        self._fetch = fetch
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._checked: float | None = None
+        self._versions: set[int] = set()
+
+    def get(self) -> set[int]:
+        with self._lock:
+            now = time.monotonic()
+            if self._checked is None or now - self._checked > self._ttl:
+                self._checked = now
+                try:
+                    self._versions = self._fetch()
+                except ServingError as error:
+                    log.warning("could not ask the model server for its versions: %s", error)
+            return self._versions
 
 
 @dataclass(frozen=True)
@@ -201,6 +229,7 @@ class GrpcBackend:
         options = [("grpc.max_receive_message_length", 2**31 - 1), ("grpc.max_send_message_length", 2**31 - 1)]
         self._channel = grpc.insecure_channel(target, options=options)
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._available = AvailableVersions(self._available_versions)
 
     def classify(
         self, images: list[bytes], version: int | None = None, label: str | None = None, background: bool = False
@@ -233,10 +262,7 @@ class GrpcBackend:
             outputs.get(EMBEDDING),
         )
 
-    def is_available(self, version: int) -> bool:
-        return True  # the model server's config decides what is loaded (imgclf models tfserving-config)
-
-    def ready(self) -> bool:
+    def _available_versions(self) -> set[int]:
         import grpc
         from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
@@ -244,9 +270,19 @@ class GrpcBackend:
             status = model_service_pb2_grpc.ModelServiceStub(self._channel).GetModelStatus(
                 get_model_status_pb2.GetModelStatusRequest(model_spec={"name": self.model_name}), timeout=2
             )
-        except grpc.RpcError:
+        except grpc.RpcError as error:
+            raise ServingError(error.code().name, error.details() or str(error.code())) from None
+        available = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+        return {int(s.version) for s in status.model_version_status if s.state == available}
+
+    def is_available(self, version: int) -> bool:
+        return version in self._available.get()
+
+    def ready(self) -> bool:
+        try:
+            return bool(self._available_versions())
+        except ServingError:
             return False
-        return any(s.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE for s in status.model_version_status)
 
     def close(self) -> None:
         self._channel.close()
@@ -260,8 +296,7 @@ class RestBackend:
 
         self.model_name = model_name
         self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout)
-        self._version_ttl = version_ttl
-        self._latest: tuple[float, int] | None = None
+        self._available = AvailableVersions(self._available_versions, ttl=version_ttl)
 
     def _request(self, method: str, path: str, **kwargs):  # type: ignore[no-untyped-def]
         import httpx
@@ -279,15 +314,15 @@ class RestBackend:
             raise ServingError(code, message)
         return response.json()
 
+    def _available_versions(self) -> set[int]:
+        status = self._request("GET", f"/v1/models/{self.model_name}")
+        return {int(s["version"]) for s in status["model_version_status"] if s["state"] == "AVAILABLE"}
+
     def latest_version(self) -> int:
-        now = time.monotonic()
-        if self._latest is None or now - self._latest[0] > self._version_ttl:
-            status = self._request("GET", f"/v1/models/{self.model_name}")
-            available = [int(s["version"]) for s in status["model_version_status"] if s["state"] == "AVAILABLE"]
-            if not available:
-                raise ServingError("UNAVAILABLE", f"no AVAILABLE version of {self.model_name}")
-            self._latest = (now, max(available))
-        return self._latest[1]
+        available = self._available.get()
+        if not available:
+            raise ServingError("UNAVAILABLE", f"no AVAILABLE version of {self.model_name}")
+        return max(available)
 
     def classify(
         self, images: list[bytes], version: int | None = None, label: str | None = None, background: bool = False
@@ -307,14 +342,13 @@ class RestBackend:
         return BackendAnswer(self.model_name, version, scores, np.array([row["class_ids"] for row in rows]), embeddings)
 
     def is_available(self, version: int) -> bool:
-        return True  # the model server's config decides what is loaded (imgclf models tfserving-config)
+        return version in self._available.get()
 
     def ready(self) -> bool:
         try:
-            self.latest_version()
+            return bool(self._available_versions())
         except ServingError:
             return False
-        return True
 
     def close(self) -> None:
         self._http.close()
