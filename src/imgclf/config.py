@@ -111,6 +111,9 @@ class GatewaySettings(BaseSettings):
     retry_after_seconds: int = Field(5, ge=1)  # told to clients when the model backend is unavailable
     shutdown_grace_seconds: float = Field(30, ge=0)
     log_level: str = "info"
+    # Canary requests are also classified by stable in the background (not stored, not returned) to count
+    # how often the two agree (imgclf_gateway_agreement_total); costs stable the canary's share of work.
+    canary_comparison: bool = True
     # Drift monitoring (imgclf.monitoring.drift): the gateway's periodic check and `imgclf monitor drift`.
     drift_interval_seconds: float = Field(300, ge=0)  # 0 turns the gateway's periodic check off
     drift_window: int = Field(1000, ge=1)  # newest predictions per version compared with the reference

@@ -78,6 +78,11 @@ def test_canary_promote_and_rollback_under_load(cats_dogs_registry, photos, tmp_
                 worker.join()
         assert set(outcomes) == {"ok"} and outcomes["ok"] > 50, outcomes
         assert gw.metric("imgclf_gateway_routed_predictions_total", role="canary", version="2") >= canary * 2
+        # Canary answers were compared with stable in the background (same weights: they agree).
+        gw.gateway.service.shadow.drain()
+        compared = gw.metric("imgclf_gateway_agreement_total", role="canary", version="2", agree="yes")
+        assert compared > 0 and compared + gw.metric("imgclf_gateway_shadow_dropped_total") >= canary
+        assert gw.metric("imgclf_gateway_agreement_total", role="canary", version="2", agree="no") == 0
 
 
 def test_shadow_results_are_stored_never_returned(cats_dogs_registry, photos, tmp_path):
@@ -102,6 +107,6 @@ def test_shadow_results_are_stored_never_returned(cats_dogs_registry, photos, tm
             rows = list(connection.execute(select(Prediction.model_version, Prediction.role, Prediction.needs_review)))
         assert Counter((v, role) for v, role, _ in rows) == {(1, "stable"): 10, (2, "shadow"): 10}
         assert not any(needs for v, _, needs in rows if v == 2)
-        assert gw.metric("imgclf_gateway_shadow_agreement_total", version="2", agree="yes") == 10  # same weights
+        assert gw.metric("imgclf_gateway_agreement_total", version="2", role="shadow", agree="yes") == 10  # same weights
         queue = gw.client.get("/v1/reviews", headers=bearer(gw.key("review"))).json()["items"]
         assert queue and all(item["model_version"] == 1 for item in queue)  # only answered predictions await review

@@ -96,8 +96,9 @@ class Gateway:
         router = TrafficRouter(Registry(settings.registry), model_name, is_available=backend.is_available)
         shadow = ShadowMirror(on_drop=metrics.shadow_dropped.inc)
         service = PredictionService(
-            backend, ModelCards(settings.registry), store, prediction_log, limits, policy, metrics, router, shadow
-        )
+            backend, ModelCards(settings.registry), store, prediction_log, limits, policy, metrics, router, shadow,
+            compare_canary=settings.canary_comparison,
+        )  # fmt: skip
         if isinstance(backend, LocalBackend):
             metrics.extra_registries.append(backend.serving_metrics.registry)
         drift_monitor = DriftMonitor(engine, settings, model_name, metrics)

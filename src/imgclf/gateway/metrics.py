@@ -74,13 +74,14 @@ class GatewayMetrics:
             "Validation + model + decision time of a predict request, by the version that answered and its role.",
             ["model", "version", "role"], buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
-        self.shadow_agreement = Counter(
-            "imgclf_gateway_shadow_agreement",
-            "Shadow predictions by whether their label agreed with the answered one.",
-            ["model", "version", "agree"], registry=r,
+        self.agreement = Counter(
+            "imgclf_gateway_agreement",
+            "Canary and shadow predictions by whether their label agreed with stable's (canary) or with the"
+            " answered one (shadow), by the canary or shadow version.",
+            ["model", "version", "role", "agree"], registry=r,
         )  # fmt: skip
         self.shadow_dropped = Counter(
-            "imgclf_gateway_shadow_dropped", "Requests not mirrored because the shadow queue was full.", registry=r
+            "imgclf_gateway_shadow_dropped", "Shadow copies and canary comparisons dropped: the queue was full.", registry=r
         )
         per_version = ["model", "version"]
 

@@ -78,6 +78,11 @@ class TrafficRouter:
             return Route(state.stable, "stable")
         return Route(None, "latest")
 
+    def stable_version(self) -> int | None:
+        """The stable version, if it is loaded (canary answers are compared with it)."""
+        version = self.state().stable
+        return version if version is not None and self.is_available(version) else None
+
     def shadow_version(self) -> int | None:
         """The version requests are mirrored to (label ``shadow``), if it is loaded."""
         version = self.state().labels.get(SHADOW)

@@ -105,6 +105,7 @@ class PredictionService:
         metrics: GatewayMetrics | None = None,
         router: TrafficRouter | None = None,
         shadow: ShadowMirror | None = None,
+        compare_canary: bool = True,
     ) -> None:
         self.backend = backend
         self.cards = cards
@@ -115,6 +116,7 @@ class PredictionService:
         self.metrics = metrics
         self.router = router
         self.shadow = shadow
+        self.compare_canary = compare_canary
 
     def validate(self, images: list[NamedImage]) -> list[ImageUpload]:
         """Every image checked; the first refusal names the image (index and file name)."""
@@ -156,6 +158,9 @@ class PredictionService:
             shadow = self.router.shadow_version()
             if shadow is not None and shadow != answer.model_version:
                 self.shadow.submit(lambda: self._mirror(uploads, shadow, predictions, api_key_id, request_id))
+            stable = self.router.stable_version() if role == "canary" and self.compare_canary else None
+            if stable is not None and stable != answer.model_version:
+                self.shadow.submit(lambda: self._compare_with_stable(uploads, stable, answer, predictions))
         return PredictOutcome(answer.model_name, answer.model_version, predictions, latency_ms, stored)
 
     def _classify(
@@ -206,12 +211,26 @@ class PredictionService:
         predictions = [dataclasses.replace(p, needs_review=False) for p in predictions]
         self._record(predictions, answer.model_name, answer.model_version, api_key_id, request_id, latency_ms, "shadow")
         if self.metrics is not None:
-            for mine, theirs in zip(predictions, primary, strict=True):
-                agree = "yes" if mine.label == theirs.label else "no"
-                self.metrics.shadow_agreement.labels(answer.model_name, str(answer.model_version), agree).inc()
+            self._count_agreement(answer, predictions, primary, "shadow")
             self.metrics.model_latency.labels(answer.model_name, str(answer.model_version), "shadow").observe(
                 latency_ms / 1000
             )
+
+    def _compare_with_stable(
+        self, uploads: list[ImageUpload], stable: int, canary: BackendAnswer, predictions: list[ImagePrediction]
+    ) -> None:
+        """Classify a canary-answered request with stable too; only the agreement is kept."""
+        _, stable_predictions = self._classify(uploads, stable, None, background=True)
+        if self.metrics is not None:
+            self._count_agreement(canary, predictions, stable_predictions, "canary")
+
+    def _count_agreement(
+        self, candidate: BackendAnswer, mine: list[ImagePrediction], theirs: list[ImagePrediction], role: str
+    ) -> None:
+        assert self.metrics is not None
+        labels = (candidate.model_name, str(candidate.model_version), role)
+        for a, b in zip(mine, theirs, strict=True):
+            self.metrics.agreement.labels(*labels, "yes" if a.label == b.label else "no").inc()
 
     def _record(
         self,

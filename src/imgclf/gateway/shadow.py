@@ -1,7 +1,8 @@
-"""Shadow traffic: requests mirrored to the registry's ``shadow`` version after they are answered.
+"""Work done after a request is answered: shadow copies and canary comparisons.
 
-One background thread classifies the copies and stores the results (role ``shadow``, never in
-the review queue, never returned). The queue is bounded: when the shadow falls behind, copies
+Requests are mirrored to the registry's ``shadow`` version (results stored with role ``shadow``,
+never in the review queue, never returned), and canary-answered requests are classified by stable
+to count agreement. One background thread does both. The queue is bounded: when the shadow falls behind, copies
 are dropped and counted rather than slowing or piling up behind the answers clients wait for.
 """
 
