@@ -107,6 +107,7 @@ def test_shadow_results_are_stored_never_returned(cats_dogs_registry, photos, tm
             rows = list(connection.execute(select(Prediction.model_version, Prediction.role, Prediction.needs_review)))
         assert Counter((v, role) for v, role, _ in rows) == {(1, "stable"): 10, (2, "shadow"): 10}
         assert not any(needs for v, _, needs in rows if v == 2)
-        assert gw.metric("imgclf_gateway_agreement_total", version="2", role="shadow", agree="yes") == 10  # same weights
+        same_weights = gw.metric("imgclf_gateway_agreement_total", version="2", role="shadow", agree="yes")
+        assert same_weights == 10
         queue = gw.client.get("/v1/reviews", headers=bearer(gw.key("review"))).json()["items"]
         assert queue and all(item["model_version"] == 1 for item in queue)  # only answered predictions await review

@@ -81,7 +81,7 @@ class GatewayMetrics:
             ["model", "version", "role", "agree"], registry=r,
         )  # fmt: skip
         self.shadow_dropped = Counter(
-            "imgclf_gateway_shadow_dropped", "Shadow copies and canary comparisons dropped: the queue was full.", registry=r
+            "imgclf_gateway_shadow_dropped", "Shadow copies and canary comparisons dropped (queue full).", registry=r
         )
         per_version = ["model", "version"]
 
