@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -69,3 +70,22 @@ def test_image_store_is_content_addressed_and_prunes_by_age(tmp_path):
     assert store.prune(older_than_days=3) == 1
     assert store.contains(first) and not store.contains(old)
     assert not list((tmp_path / "images").rglob(".tmp-*"))
+
+
+def test_replicas_starting_together_migrate_one_at_a_time(postgres_url):
+    """Gateway workers and replicas all migrate at start; on PostgreSQL none of them may fail."""
+    failures: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            connect(postgres_url).dispose()
+        except BaseException as error:  # noqa: BLE001 - collected and asserted below
+            failures.append(error)
+
+    threads = [threading.Thread(target=start) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert {"alembic_version", "api_keys", "predictions"} <= set(table_names(connect(postgres_url)))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -37,12 +37,21 @@ def create_database_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+MIGRATION_LOCK_ID = 0x696D67636C66  # "imgclf": PostgreSQL advisory lock held while migrating
+
+
 def migrate(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` with Alembic (idempotent)."""
+    """Bring the schema to ``revision`` with Alembic (idempotent).
+
+    Every gateway worker and replica migrates when it starts; on PostgreSQL they take turns under
+    a transaction-scoped advisory lock, so replicas started together never race on the same DDL.
+    """
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     logging.getLogger("alembic").setLevel(logging.WARNING)  # no per-start chatter in service logs
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
