@@ -699,16 +699,27 @@ def models_tfserving_config(
     base_path_prefix: Annotated[
         str | None, typer.Option(help="Where TF Serving sees the registry, e.g. /models (default: this path).")
     ] = None,
+    watch: Annotated[
+        float, typer.Option(help="Keep the files current: re-read the registry every N seconds (0: write once).")
+    ] = 0,
     registry: RegistryOption = None,
 ) -> None:
     """Write TF Serving config files (model config with version labels, batching, monitoring)."""
-    from imgclf.registry.tfserving import write_tfserving_config
+    from imgclf.errors import ConfigError
+    from imgclf.registry.tfserving import watch_tfserving_config, write_tfserving_config
 
+    if watch < 0:
+        raise ConfigError("--watch must be 0 (write once) or a number of seconds")
+    if watch:
+        console.print(f"Keeping {out} current with {_registry(registry).root} every {watch:g} s (Ctrl+C stops)")
+        watch_tfserving_config(_registry(registry), out, base_path_prefix, interval=watch)
+        return
     for path in write_tfserving_config(_registry(registry), out, base_path_prefix):
         console.print(f"Wrote {path}")
     console.print(
         "Run: tensorflow_model_server --model_config_file=models.config --batching_parameters_file=batching.config "
-        "--enable_batching --monitoring_config_file=monitoring.config --rest_api_port=8501 --port=8500",
+        "--enable_batching --monitoring_config_file=monitoring.config --model_config_file_poll_wait_seconds=5 "
+        "--rest_api_port=8501 --port=8500",
         highlight=False,
     )
 

@@ -13,7 +13,10 @@
 * ``monitoring.config`` — ``--monitoring_config_file`` enabling Prometheus at
   ``/monitoring/prometheus/metrics`` (what deploy/prometheus/prometheus.yml scrapes).
 
-``imgclf serve --model-config-file models.config`` reads the same file.
+``imgclf serve --model-config-file models.config`` reads the same file. Files are replaced
+atomically and only when their content changes; ``watch_tfserving_config`` keeps them current
+as the registry changes (run it beside a model server started with
+``--model_config_file_poll_wait_seconds``: promote and rollback then reach it within seconds).
 
 Example:
     >>> write_tfserving_config(Registry("registry"), Path("tfs"), base_path_prefix="/models")
@@ -22,13 +25,19 @@ Example:
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
 from pathlib import Path
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from imgclf.errors import ImgclfError
 from imgclf.registry.store import Registry
 from imgclf.serving.options import BatchingParameters, validate_model_config
+
+log = logging.getLogger(__name__)
 
 MONITORING_CONFIG = 'prometheus_config {\n  enable: true\n  path: "/monitoring/prometheus/metrics"\n}\n'
 
@@ -86,6 +95,47 @@ def write_tfserving_config(
     }
     paths = []
     for name, text in files.items():
-        (out / name).write_text(text, encoding="utf-8")
+        write_if_changed(out / name, text)
         paths.append(out / name)
     return paths
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Replace ``path`` atomically with ``text`` unless it already holds it; True if written.
+
+    A model server polling the file never reads half of it.
+    """
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except FileNotFoundError:
+        pass
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+    return True
+
+
+def watch_tfserving_config(
+    registry: Registry,
+    out: Path,
+    base_path_prefix: str | None = None,
+    interval: float = 5.0,
+    stop: threading.Event | None = None,
+) -> None:
+    """Rewrite the config files whenever the registry changes, every ``interval`` seconds, until ``stop``.
+
+    A registry that cannot be read for a moment (a version being copied in) is logged and retried.
+    """
+    stop = stop or threading.Event()
+    models_config = out / "models.config"
+    while True:
+        try:
+            before = models_config.read_text(encoding="utf-8") if models_config.exists() else None
+            write_tfserving_config(registry, out, base_path_prefix)
+            if models_config.read_text(encoding="utf-8") != before:
+                log.info("wrote %s", models_config)
+        except (ImgclfError, OSError) as error:
+            log.warning("TF Serving config not updated: %s", error)
+        if stop.wait(interval):
+            return
