@@ -711,6 +711,9 @@ def models_tfserving_config(
     if watch < 0:
         raise ConfigError("--watch must be 0 (write once) or a number of seconds")
     if watch:
+        from imgclf.logs import configure_json_logging
+
+        configure_json_logging("INFO")  # one JSON line each time the files change, like the servers' logs
         console.print(f"Keeping {out} current with {_registry(registry).root} every {watch:g} s (Ctrl+C stops)")
         watch_tfserving_config(_registry(registry), out, base_path_prefix, interval=watch)
         return

@@ -33,7 +33,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from imgclf.errors import ImgclfError
+from imgclf.errors import ImgclfError, RegistryError
 from imgclf.registry.store import Registry
 from imgclf.serving.options import BatchingParameters, validate_model_config
 
@@ -49,8 +49,11 @@ def model_server_config(
 
     Loaded: every labelled version, the newest, and the previous stable (so a rollback is instant).
     """
+    names = names or registry.models()
+    if not names:
+        raise RegistryError(f"no models in {registry.root} yet: add one with imgclf export RUN --registry ...")
     config = model_server_config_pb2.ModelServerConfig()
-    for name in names or registry.models():
+    for name in names:
         state = registry.state(name)
         previous = [h["version"] for h in state.history[-2:-1] if h["version"] in registry.versions(name)]
         versions = sorted({registry.versions(name)[-1], *state.labels.values(), *previous})
