@@ -58,6 +58,32 @@ def test_local_and_remote_backends_agree(registry, images):
                 backend.close()
 
 
+def test_grpc_backend_spreads_requests_over_model_server_replicas(registry, images):
+    """One name resolving to several model servers (a headless Service): requests go round-robin."""
+
+    def requests_served(server) -> float:  # type: ignore[no-untyped-def]
+        text = server.rest.get("/monitoring/prometheus/metrics").text
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(":tensorflow:serving:request_count{")
+        )
+
+    with (
+        running_server(model_name="shapes", model_base_path=registry / "shapes") as first,
+        running_server(model_name="shapes", model_base_path=registry / "shapes") as second,
+    ):
+        target = f"ipv4:127.0.0.1:{first.server.grpc_port},127.0.0.1:{second.server.grpc_port}"
+        backend = GrpcBackend(target, "shapes")
+        try:
+            for _ in range(20):
+                backend.classify(images[:1])
+        finally:
+            backend.close()
+        served = requests_served(first), requests_served(second)
+        assert sum(served) == 20 and min(served) >= 5, served
+
+
 def test_remote_backends_see_versions_the_model_server_loads(registry, tmp_path):
     """The router asks the backend whether a version is loaded; remote backends ask the model server."""
     base = tmp_path / "shapes"

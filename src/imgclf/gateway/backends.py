@@ -226,7 +226,13 @@ class GrpcBackend:
 
         self.model_name = model_name
         self.timeout = timeout
-        options = [("grpc.max_receive_message_length", 2**31 - 1), ("grpc.max_send_message_length", 2**31 - 1)]
+        options = [
+            ("grpc.max_receive_message_length", 2**31 - 1),
+            ("grpc.max_send_message_length", 2**31 - 1),
+            # Every address the name resolves to (a headless Service: one per model-server pod) gets
+            # requests in turn; with one address this is the same as gRPC's default.
+            ("grpc.lb_policy_name", "round_robin"),
+        ]
         self._channel = grpc.insecure_channel(target, options=options)
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._available = AvailableVersions(self._available_versions)

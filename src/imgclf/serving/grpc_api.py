@@ -213,6 +213,9 @@ def _fill_spec(spec, servable, signature_name: str) -> None:  # type: ignore[no-
     spec.signature_name = signature_name or DEFAULT_SIGNATURE
 
 
+MAX_CONNECTION_AGE_MS = 5 * 60 * 1000
+
+
 def build_grpc_server(
     predictor: Predictor, reload_config, port: int, host: str = "0.0.0.0", max_workers: int = 8
 ) -> tuple[grpc.Server, health.HealthServicer, int]:  # type: ignore[no-untyped-def]
@@ -221,6 +224,10 @@ def build_grpc_server(
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.so_reuseport", 0),
+        # Clients reconnect every few minutes, re-resolving DNS: replicas added behind a headless
+        # Service get traffic from clients balancing round-robin (the gateway's gRPC backend).
+        ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
+        ("grpc.max_connection_age_grace_ms", 30_000),
     ]
     server = grpc.server(ThreadPoolExecutor(max_workers, thread_name_prefix="imgclf-grpc"), options=options)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(predictor), server)
