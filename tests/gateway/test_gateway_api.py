@@ -73,6 +73,9 @@ def test_predict_answers_match_the_export_and_are_logged(cats_dogs_registry, pho
         assert ImageStore(tmp_path / "images").contains(answers[0]["image"]["sha256"])
         assert gw.metric("imgclf_gateway_predictions_total", model="cats_dogs", version="1") == len(photos) + 3
         assert gw.metric("imgclf_gateway_requests_total", route="/v1/predict", status="200") == 2
+        # The latency histogram holds the requests' real durations (seconds, not the process's uptime).
+        predict_seconds = gw.metric("imgclf_gateway_request_duration_seconds_sum", route="/v1/predict")
+        assert 0 < predict_seconds < 60 and gw.metric("imgclf_gateway_request_duration_seconds_count") >= 2
 
 
 def test_keys_scopes_and_revocation(cats_dogs_registry, photos, tmp_path):

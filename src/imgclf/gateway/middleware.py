@@ -50,12 +50,12 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
-        started = False
+        responded = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status, started
+            nonlocal status, responded
             if message["type"] == "http.response.start":
-                status, started = message["status"], True
+                status, responded = message["status"], True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
@@ -81,7 +81,7 @@ class RequestContextMiddleware:
                 await self.app(scope, limited_receive, send_with_id)
         except Exception:  # a bug: answer in the error shape, with the request id, and log it
             access_log.exception("unhandled error")
-            if not started:
+            if not responded:
                 body = error_body("internal_error", "internal error; the request id is in the server log", request_id)
                 await JSONResponse(body, status_code=500)(scope, receive, send_with_id)
         finally:
