@@ -114,6 +114,10 @@ class GatewaySettings(BaseSettings):
     # Canary requests are also classified by stable in the background (not stored, not returned) to count
     # how often the two agree (imgclf_gateway_agreement_total); costs stable the canary's share of work.
     canary_comparison: bool = True
+    # Shadow copies and canary comparisons wait for this long a gap without requests (0: run at once) and are
+    # dropped (imgclf_gateway_shadow_dropped_total) when none comes within shadow_max_wait_seconds.
+    shadow_quiet_ms: float = Field(20, ge=0)
+    shadow_max_wait_seconds: float = Field(5, gt=0)
     # Drift monitoring (imgclf.monitoring.drift): the gateway's periodic check and `imgclf monitor drift`.
     drift_interval_seconds: float = Field(300, ge=0)  # 0 turns the gateway's periodic check off
     drift_window: int = Field(1000, ge=1)  # newest predictions per version compared with the reference

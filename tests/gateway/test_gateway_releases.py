@@ -30,7 +30,10 @@ def test_canary_promote_and_rollback_under_load(cats_dogs_registry, photos, tmp_
         shutil.copytree(cats_dogs_registry / "cats_dogs" / "1", tmp_path / "registry" / "cats_dogs" / str(version))
     registry = Registry(tmp_path / "registry")
     registry.promote("cats_dogs", 1, force=True)
-    settings = gateway_settings(tmp_path, registry.root, f"sqlite:///{tmp_path / 'db.sqlite'}", rate_limit_burst=10_000)
+    # shadow_quiet_ms=0: canary comparisons run during the load too (by default they wait for gaps in it).
+    settings = gateway_settings(
+        tmp_path, registry.root, f"sqlite:///{tmp_path / 'db.sqlite'}", rate_limit_burst=10_000, shadow_quiet_ms=0
+    )
     with running_gateway(settings) as gw:
         keys = [create_key(gw.gateway.engine, f"client-{i}", "predict").secret for i in range(KEYS)]
         backend = gw.gateway.backend

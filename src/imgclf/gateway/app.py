@@ -34,7 +34,7 @@ from imgclf.gateway.retention import RetentionWorker
 from imgclf.gateway.routing import TrafficRouter
 from imgclf.gateway.schemas import ErrorBody
 from imgclf.gateway.service import ModelCards, PredictionService, ReviewPolicy
-from imgclf.gateway.shadow import ShadowMirror
+from imgclf.gateway.shadow import LiveRequests, ShadowMirror
 from imgclf.gateway.validation import UploadLimits
 from imgclf.registry.store import Registry
 from imgclf.storage.database import connect
@@ -70,12 +70,18 @@ class Gateway:
     metrics: GatewayMetrics
     retention: RetentionWorker
     drift_monitor: DriftMonitor
+    live_requests: LiveRequests  # counted by the middleware; background work waits for gaps
 
     @classmethod
     def from_settings(
-        cls, settings: GatewaySettings, backend: ModelBackend | None = None, metrics: GatewayMetrics | None = None
+        cls,
+        settings: GatewaySettings,
+        backend: ModelBackend | None = None,
+        metrics: GatewayMetrics | None = None,
+        live_requests: LiveRequests | None = None,
     ) -> Gateway:
         metrics = metrics or GatewayMetrics()
+        live_requests = live_requests or LiveRequests()
         engine = connect(settings.database_url)
         model_name = resolve_model_name(settings.registry, settings.model_name)
         if backend is None:
@@ -94,7 +100,12 @@ class Gateway:
         retention = RetentionWorker(engine, store, settings.image_retention_days)
         retention.start()
         router = TrafficRouter(Registry(settings.registry), model_name, is_available=backend.is_available)
-        shadow = ShadowMirror(on_drop=metrics.shadow_dropped.inc)
+        shadow = ShadowMirror(
+            on_drop=metrics.shadow_dropped.inc,
+            live=live_requests,
+            quiet=settings.shadow_quiet_ms / 1000,
+            max_wait=settings.shadow_max_wait_seconds,
+        )
         service = PredictionService(
             backend, ModelCards(settings.registry), store, prediction_log, limits, policy, metrics, router, shadow,
             compare_canary=settings.canary_comparison,
@@ -116,6 +127,7 @@ class Gateway:
             metrics=metrics,
             retention=retention,
             drift_monitor=drift_monitor,
+            live_requests=live_requests,
         )
 
     def readiness(self) -> dict[str, str]:
@@ -145,11 +157,14 @@ def create_app(settings: GatewaySettings | None = None, gateway: Gateway | None 
 
     settings = gateway.settings if gateway is not None else (settings or GatewaySettings())
     metrics = gateway.metrics if gateway is not None else GatewayMetrics()
+    live_requests = gateway.live_requests if gateway is not None else LiveRequests()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = gateway is None
-        app.state.gateway = Gateway.from_settings(settings, metrics=metrics) if own else gateway
+        app.state.gateway = (
+            Gateway.from_settings(settings, metrics=metrics, live_requests=live_requests) if own else gateway
+        )
         try:
             yield
         finally:
@@ -164,7 +179,9 @@ def create_app(settings: GatewaySettings | None = None, gateway: Gateway | None 
         lifespan=lifespan,
         responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 429: {"model": ErrorBody}},
     )
-    app.add_middleware(RequestContextMiddleware, metrics=metrics, body_limit=settings.request_body_limit)
+    app.add_middleware(
+        RequestContextMiddleware, metrics=metrics, body_limit=settings.request_body_limit, live=live_requests
+    )
     install_error_handlers(app, settings.retry_after_seconds)
     for module in (predict, predictions, reviews, health):
         app.include_router(module.router)

@@ -6,6 +6,8 @@
   is counted while it streams in and refused as soon as it passes the limit, so nobody can make
   the gateway buffer an unbounded upload.
 - Metrics: requests by route template, method and status; latency histogram by route.
+- In-flight count (``LiveRequests``) from the first byte in to the last byte out: background work
+  (shadow copies) waits for gaps in it.
 - An unexpected exception becomes a 500 in the usual error shape (with ``X-Request-ID``) and a
   logged traceback; it never takes the process down.
 """
@@ -24,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imgclf.gateway.errors import error_body
 from imgclf.gateway.metrics import GatewayMetrics
+from imgclf.gateway.shadow import LiveRequests
 from imgclf.logs import request_id_var
 
 access_log = logging.getLogger("imgclf.gateway.access")
@@ -36,8 +39,8 @@ class BodyTooLarge(HTTPException):
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, metrics: GatewayMetrics, body_limit: int) -> None:
-        self.app, self.metrics, self.body_limit = app, metrics, body_limit
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics, body_limit: int, live: LiveRequests) -> None:
+        self.app, self.metrics, self.body_limit, self.live = app, metrics, body_limit, live
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -48,6 +51,7 @@ class RequestContextMiddleware:
         request_id = offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
+        self.live.enter()
         started = time.perf_counter()
         status = 500
         responded = False
@@ -85,6 +89,7 @@ class RequestContextMiddleware:
                 body = error_body("internal_error", "internal error; the request id is in the server log", request_id)
                 await JSONResponse(body, status_code=500)(scope, receive, send_with_id)
         finally:
+            self.live.exit()
             elapsed = time.perf_counter() - started
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
