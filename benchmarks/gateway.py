@@ -70,9 +70,12 @@ def run_model_server(
 
 @contextlib.contextmanager
 def started_gateway(
-    name: str, database_url: str, export: Path, batching: Path, work: Path
+    name: str, database_url: str, export: Path, batching: Path, work: Path, settings: dict[str, str] | None = None
 ) -> Iterator[tuple[int, str]]:
-    """``imgclf gateway`` in a subprocess on the export's registry; yields (port, API key)."""
+    """``imgclf gateway`` in a subprocess on the export's registry; yields (port, API key).
+
+    ``settings``: extra IMGCLF_* variables (any from the calling environment are dropped).
+    """
     from imgclf.gateway.api_keys import create_key
     from imgclf.storage.database import connect
 
@@ -93,6 +96,7 @@ def started_gateway(
         IMGCLF_RATE_LIMIT_BURST="1000000",
         IMGCLF_LOG_LEVEL="warning",
     )
+    env.update(settings or {})
     command = [str(REPO / ".venv/bin/imgclf"), "gateway", "--host", "127.0.0.1", "--port", str(port)]
     gateway = subprocess.Popen(command, env=env)
     try:
