@@ -6,7 +6,8 @@ picks the change up within a second, no restart), alternating off/on ROUNDS time
 Loads: closed loop as fast as possible (saturated: the shadow's model work competes for the same
 cores) and paced (each client waits THINK ms after each answer: traffic below capacity, where the
 shadow runs in the gaps). Two gateways one after the other: shadow work yielding to live requests
-(the default, IMGCLF_SHADOW_QUIET_MS=20) and started at once (IMGCLF_SHADOW_QUIET_MS=0).
+(the default, IMGCLF_SHADOW_QUIET_MS=20) and started at once (IMGCLF_SHADOW_QUIET_MS=0); ``--quiet-ms``
+picks others.
 Coverage: shadow predictions stored per answered request while the shadow was on.
 
     .venv/bin/python benchmarks/shadow.py --export REGISTRY/NAME --images ../shared/data/cats_dogs/validation
@@ -43,6 +44,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--think-ms", type=float, default=40.0, help="pause per client in the paced runs")
+    parser.add_argument("--quiet-ms", nargs="+", default=["20", "0"], help="IMGCLF_SHADOW_QUIET_MS values to compare")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="imgclf-shadow-bench-"))
@@ -56,7 +58,7 @@ def main() -> None:
     images = [p.read_bytes() for p in sorted(args.images.rglob("*.jpg"))[:64]]
     loads = [(f"c{c} saturated", c, 0.0) for c in args.concurrency]
     loads += [(f"c{c} paced {args.think_ms:g} ms", c, args.think_ms / 1000) for c in args.concurrency]
-    modes = {"yield 20 ms": "20", "at once": "0"}
+    modes = {(f"yield {q} ms" if float(q) else "at once"): q for q in args.quiet_ms}
     results: dict[tuple[str, str, str], list[dict]] = {}
     for mode, quiet in modes.items():
         settings = {"IMGCLF_SHADOW_QUIET_MS": quiet}
