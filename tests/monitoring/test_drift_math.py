@@ -142,6 +142,20 @@ def test_input_statistics_track_brightness_sharpness_and_size():
     assert image_statistics(encode(pixels, "JPEG")).format == "JPEG"
 
 
+def test_histogram_moments_equal_pillows_image_stat():
+    """Reference profiles measured before the numpy moments must still match what the gateway measures."""
+    from PIL import Image, ImageStat
+
+    from imgclf.monitoring.input_stats import _histogram_moments
+
+    for seed, mode in ((0, "RGB"), (1, "L"), (2, "RGB")):
+        image = Image.fromarray(random_pixels(97, 131, seed=seed)).convert(mode)
+        expected = ImageStat.Stat(image)
+        mean, std = _histogram_moments(image.histogram())
+        np.testing.assert_allclose(mean, expected.mean, rtol=1e-12)
+        np.testing.assert_allclose(std, expected.stddev, rtol=1e-9)
+
+
 def test_durations():
     assert parse_duration("24h") == timedelta(hours=24)
     assert parse_duration("30m") == timedelta(minutes=30)

@@ -24,7 +24,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageStat
+from PIL import Image
 
 PREVIEW_SIDE = 128
 STATISTICS = (
@@ -62,8 +62,8 @@ def load_preview(image: Image.Image) -> None:
 
 
 def preview_rgb(image: Image.Image) -> Image.Image:
-    """A loaded image as RGB with its longest side at most PREVIEW_SIDE (box filter)."""
-    rgb = image.convert("RGB")
+    """A loaded image as RGB with its longest side at most PREVIEW_SIDE (box filter); not a copy if it already is."""
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
     longest = max(rgb.size)
     if longest > PREVIEW_SIDE:
         size = tuple(max(1, round(side * PREVIEW_SIDE / longest)) for side in rgb.size)
@@ -74,13 +74,12 @@ def preview_rgb(image: Image.Image) -> Image.Image:
 def statistics_of(image: Image.Image, width: int, height: int) -> ImageStatistics:
     """Statistics of a loaded preview of an image whose original size is ``width`` × ``height``.
 
-    Means and standard deviations come from Pillow's histograms (``ImageStat``), so the whole
-    measurement costs about 0.3 ms per upload.
+    Means and standard deviations come from Pillow's histograms (the sums ``ImageStat`` uses,
+    added up with numpy), so the whole measurement costs about 0.25 ms per upload.
     """
     rgb = preview_rgb(image)
-    colour = ImageStat.Stat(rgb)
     luma_image = rgb.convert("L")  # ITU-R 601 luma, as uint8
-    luma_stat = ImageStat.Stat(luma_image)
+    mean, std = _histogram_moments(rgb.histogram() + luma_image.histogram())  # R, G, B, L
     luma = np.asarray(luma_image, dtype=np.float32)
     if luma.shape[0] >= 3 and luma.shape[1] >= 3:
         laplacian = luma[:-2, 1:-1] + luma[2:, 1:-1] + luma[1:-1, :-2] + luma[1:-1, 2:] - 4 * luma[1:-1, 1:-1]
@@ -88,14 +87,14 @@ def statistics_of(image: Image.Image, width: int, height: int) -> ImageStatistic
     else:
         sharpness = 0.0
     values = {
-        "mean_r": colour.mean[0],
-        "mean_g": colour.mean[1],
-        "mean_b": colour.mean[2],
-        "std_r": colour.stddev[0],
-        "std_g": colour.stddev[1],
-        "std_b": colour.stddev[2],
-        "brightness": luma_stat.mean[0],
-        "contrast": luma_stat.stddev[0],
+        "mean_r": mean[0],
+        "mean_g": mean[1],
+        "mean_b": mean[2],
+        "std_r": std[0],
+        "std_g": std[1],
+        "std_b": std[2],
+        "brightness": mean[3],
+        "contrast": std[3],
         "sharpness": sharpness,
         "width": float(width),
         "height": float(height),
@@ -104,6 +103,19 @@ def statistics_of(image: Image.Image, width: int, height: int) -> ImageStatistic
     # Rounded here, once: the reference, the gateway's records and any re-measurement agree exactly
     # (a KS test on values rounded on one side only sees a shift at every tie).
     return ImageStatistics(image.format or "unknown", {name: round(float(v), 4) for name, v in values.items()})
+
+
+_LEVELS = np.arange(256, dtype=np.float64)
+
+
+def _histogram_moments(histogram: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per band (256 bins each): mean and population standard deviation, as ``ImageStat.Stat``."""
+    counts = np.asarray(histogram, dtype=np.float64).reshape(-1, 256)
+    n = counts.sum(axis=1)
+    total = counts @ _LEVELS
+    squares = counts @ (_LEVELS * _LEVELS)
+    mean = total / n
+    return mean, np.sqrt(np.maximum((squares - total * total / n) / n, 0.0))
 
 
 def image_statistics(data: bytes) -> ImageStatistics:
