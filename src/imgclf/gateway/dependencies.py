@@ -22,7 +22,8 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="A
 bearer = HTTPBearer(auto_error=False, description="An imgclf API key (ik_...) as a bearer token.")
 
 
-def get_gateway(request: Request) -> Gateway:
+async def get_gateway(request: Request) -> Gateway:
+    """The process's gateway (async: FastAPI would run a plain function in a worker thread)."""
     return request.app.state.gateway
 
 

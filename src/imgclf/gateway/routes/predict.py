@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from imgclf.gateway.api_keys import KeyInfo
@@ -51,7 +51,7 @@ async def predict(
     gateway: Annotated[Gateway, Depends(get_gateway)],
     version: Annotated[int | None, Query(ge=1, le=2**62, description="A model version (default: latest).")] = None,
     label: Annotated[str | None, Query(min_length=1, max_length=200, description="A version label.")] = None,
-) -> PredictResponse:
+) -> Response:
     """Classify images sent as multipart ``files`` or as JSON ``{"images": [base64, ...]}``.
 
     Each answer carries the label, its confidence, every class's score, the threshold applied,
@@ -62,4 +62,6 @@ async def predict(
     images = await read_images(request, gateway.settings.max_images_per_request)
     request_id = request_id_of(request)
     outcome = await run_in_threadpool(gateway.service.predict, images, key.id, request_id, version, label)
-    return PredictResponse.of(outcome, request_id)
+    # Serialized once here: returned as a model, FastAPI would dump, re-validate and dump it again.
+    body = PredictResponse.of(outcome, request_id).model_dump_json()
+    return Response(body, media_type="application/json")
