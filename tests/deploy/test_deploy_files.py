@@ -202,6 +202,19 @@ def test_compose_has_the_whole_stack_and_it_fits_together():
             assert all(host in services for host in discovery["names"]), job["job_name"]
 
 
+def test_documented_compose_commands_parse():
+    """The `docker compose ... run --rm cli ARGS` lines in compose.yaml and the README are real commands."""
+    lines = [*(DEPLOY / "compose.yaml").read_text().splitlines(), *(ROOT / "README.md").read_text().splitlines()]
+    commands = [
+        line.split("run --rm cli ", 1)[1].split("`")[0].split("#")[0].split()
+        for line in lines
+        if "run --rm cli " in line
+    ]
+    assert len(commands) >= 4
+    for command in commands:
+        parse_cli(command)
+
+
 # ------------------------------------------------------------------------------------- Kubernetes
 
 
