@@ -162,6 +162,9 @@ def train(
     learning_rate: Annotated[float | None, typer.Option("--lr", help="Learning rate (default 1e-3).")] = None,
     val_fraction: Annotated[float, typer.Option(help="Validation share when the data has no val split.")] = 0.2,
     class_weights: Annotated[str, typer.Option(help="auto, balanced or none.")] = "auto",
+    label_smoothing: Annotated[
+        float, typer.Option(help="Soften the targets: 0.1 trains towards 0.9 for the class (0: off).")
+    ] = 0.0,
     patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs.")] = 4,
     augment: Annotated[
         bool, typer.Option("--augment/--no-augment", help="Random flips, rotation, zoom, shifts, contrast.")
@@ -203,6 +206,7 @@ def train(
             learning_rate=learning_rate,
             val_fraction=val_fraction,
             class_weights=class_weights,
+            label_smoothing=label_smoothing,
             early_stopping_patience=patience,
             augmentation=AugmentationConfig(
                 enabled=augment, flip=flip, rotation=rotation, zoom=zoom, translation=translation, contrast=contrast

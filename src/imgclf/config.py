@@ -57,6 +57,7 @@ class TrainConfig(BaseModel):
     fine_tune_learning_rate: float | None = Field(None, gt=0)
     val_fraction: float = Field(0.2, gt=0, lt=1)
     class_weights: Literal["auto", "balanced", "none"] = "auto"
+    label_smoothing: float = Field(0.0, ge=0, lt=1)  # targets (1 - s) for the class, s / k spread over all k
     early_stopping_patience: int = Field(4, ge=1)
     augmentation: AugmentationConfig = Field(default_factory=AugmentationConfig)
     mixed_precision: bool = False

@@ -200,3 +200,25 @@ def test_pretrained_backbone_parity_on_real_photos(cats_dogs_dir, mobilenet_v2_w
         np.testing.assert_array_equal(
             trained_backbone.get_layer(name).kernel.numpy(), reference.get_layer(name).kernel.numpy()
         )
+
+
+def test_label_smoothing_softens_the_training_targets(shapes_dir, binary_shapes_dir, tmp_path):
+    """Multi-class smoothing trains on one-hot targets (1 - s + s/k); binary smoothing on the sigmoid."""
+    from imgclf.modeling.training import _compile
+
+    for num_classes, labels, outputs in (
+        (2, np.array([[0.0], [1.0]]), np.array([[1e-7], [1 - 1e-7]])),  # one sigmoid unit, confidently right
+        (3, np.eye(3), np.eye(3) * (1 - 2e-7) + 1e-7),  # softmax rows, confidently right
+    ):
+        model = keras.Sequential([keras.Input((outputs.shape[1],)), keras.layers.Activation("linear")])
+        _compile(model, 1e-3, num_classes, label_smoothing=0.1)
+        smoothed = model.evaluate(outputs, labels, verbose=0)[0]
+        _compile(model, 1e-3, num_classes)
+        plain = model.evaluate(outputs, labels if num_classes == 2 else labels.argmax(1), verbose=0)[0]
+        assert plain < 1e-3 and smoothed > 0.15, (plain, smoothed)  # a perfectly confident answer is penalised
+
+    for data, name in ((shapes_dir, "multi"), (binary_shapes_dir, "binary")):
+        run = train(tiny_config(data, tmp_path / name, epochs=1, label_smoothing=0.1), report=lambda _: None)
+        history = run.history.read_text().splitlines()
+        assert "val_accuracy" in history[0] and len(history) == 2
+        assert json.loads(run.config.read_text())["label_smoothing"] == 0.1

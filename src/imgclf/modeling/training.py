@@ -23,6 +23,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from imgclf.config import TrainConfig
 from imgclf.data.augmentation import build_augmenter
@@ -91,9 +92,23 @@ def _arrays(samples: list[Sample], index: dict[str, int]) -> tuple[list[str], np
     return [str(s.path) for s in samples], np.array([index[s.label] for s in samples], np.int32)
 
 
-def _compile(model: keras.Model, learning_rate: float, num_classes: int) -> None:
-    loss = "binary_crossentropy" if num_classes == 2 else "sparse_categorical_crossentropy"
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=["accuracy"])
+def _compile(model: keras.Model, learning_rate: float, num_classes: int, label_smoothing: float = 0.0) -> None:
+    """Binary: one sigmoid unit; multi-class: softmax with integer labels, or one-hot ones when smoothing."""
+    if num_classes == 2:
+        loss = keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
+        accuracy = keras.metrics.BinaryAccuracy(name="accuracy")
+    elif label_smoothing:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+        accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=[accuracy])
+
+
+def _one_hot_labels(dataset: tf.data.Dataset, num_classes: int) -> tf.data.Dataset:
+    """Integer labels as one-hot rows (what CategoricalCrossentropy's label smoothing needs)."""
+    return dataset.map(lambda x, y: (x, tf.one_hot(y, num_classes)), num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _callbacks(run: RunDir, phase: str, patience: int, best_so_far: float | None) -> list:
@@ -198,11 +213,13 @@ def _fit(config: TrainConfig, run: RunDir, prepared: PreparedData, progress: dic
     val_ds = make_dataset(val_paths, val_labels, spec, batch_size, False, None, config.cache)
     weights = class_weights(prepared, config.class_weights)
     num_classes = len(prepared.classes)
+    if config.label_smoothing and num_classes > 2:
+        train_ds, val_ds = _one_hot_labels(train_ds, num_classes), _one_hot_labels(val_ds, num_classes)
     verbose = 1 if sys.stdout.isatty() else 2
 
     with strategy.scope():
         model = build_model(config.model, num_classes, spec.image_size, config.alpha, config.weights)
-        _compile(model, config.learning_rate or 1e-3, num_classes)
+        _compile(model, config.learning_rate or 1e-3, num_classes, config.label_smoothing)
 
     head_epochs = config.epochs
     if not progress.get("head_done"):
@@ -229,7 +246,7 @@ def _fit(config: TrainConfig, run: RunDir, prepared: PreparedData, progress: dic
         return
     with strategy.scope():
         unfrozen = unfreeze_top_layers(model, config.fine_tune_fraction)
-        _compile(model, config.fine_tune_learning_rate or 1e-4, num_classes)
+        _compile(model, config.fine_tune_learning_rate or 1e-4, num_classes, config.label_smoothing)
     report(f"Fine-tuning the top {unfrozen} backbone layers at lr={config.fine_tune_learning_rate}")
     start = int(progress.get("head_epochs_run", head_epochs))
     callbacks = _callbacks(run, "fine_tune", config.early_stopping_patience, progress.get("best_val_loss"))
