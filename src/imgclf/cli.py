@@ -583,6 +583,8 @@ def monitor_quality(
 # ---------------------------------------------------------------- models
 
 RegistryOption = Annotated[Path | None, typer.Option(help="Registry directory (default IMGCLF_REGISTRY).")]
+ModelNameArgument = Annotated[str, typer.Argument(help="Model name.")]
+VersionArgument = Annotated[int, typer.Argument(help="Version.")]
 
 
 def _registry(registry: Path | None):  # type: ignore[no-untyped-def]
@@ -620,8 +622,8 @@ def models_list(
 
 @models_app.command("show")
 def models_show(
-    name: Annotated[str, typer.Argument(help="Model name.")],
-    version: Annotated[int, typer.Argument(help="Version.")],
+    name: ModelNameArgument,
+    version: VersionArgument,
     registry: RegistryOption = None,
 ) -> None:
     """The version's model card (JSON), with its labels and gate result."""
@@ -635,8 +637,8 @@ def models_show(
 
 @models_app.command("promote")
 def models_promote(
-    name: Annotated[str, typer.Argument(help="Model name.")],
-    version: Annotated[int, typer.Argument(help="Version.")],
+    name: ModelNameArgument,
+    version: VersionArgument,
     to: Annotated[str, typer.Option(help="stable or canary.")] = "stable",
     share: Annotated[float | None, typer.Option(help="Canary: share of traffic it gets (0..1).")] = None,
     force: Annotated[bool, typer.Option(help="Promote even if the gate did not bless the version.")] = False,
@@ -648,7 +650,7 @@ def models_promote(
 
 @models_app.command("gate")
 def models_gate(
-    name: Annotated[str, typer.Argument(help="Model name.")],
+    name: ModelNameArgument,
     version: Annotated[int, typer.Argument(help="Candidate version.")],
     data: Annotated[str, typer.Option(help="Fixed evaluation set (folder or CSV; its val split if split).")],
     config: Annotated[Path | None, typer.Option(help='JSON {"thresholds": [...]} (default: built-in).')] = None,
@@ -670,15 +672,15 @@ def models_gate(
 
 
 @models_app.command("rollback")
-def models_rollback(name: Annotated[str, typer.Argument(help="Model name.")], registry: RegistryOption = None) -> None:
+def models_rollback(name: ModelNameArgument, registry: RegistryOption = None) -> None:
     """Stable back to the previous stable version; the canary is dropped."""
     _print_state(name, _registry(registry).rollback(name))
 
 
 @models_app.command("label")
 def models_label(
-    name: Annotated[str, typer.Argument(help="Model name.")],
-    version: Annotated[int, typer.Argument(help="Version.")],
+    name: ModelNameArgument,
+    version: VersionArgument,
     label: Annotated[str, typer.Argument(help="Label ([A-Za-z0-9_]+).")],
     registry: RegistryOption = None,
 ) -> None:
@@ -688,8 +690,8 @@ def models_label(
 
 @models_app.command("delete")
 def models_delete(
-    name: Annotated[str, typer.Argument(help="Model name.")],
-    version: Annotated[int, typer.Argument(help="Version.")],
+    name: ModelNameArgument,
+    version: VersionArgument,
     registry: RegistryOption = None,
 ) -> None:
     """Delete a version (refused while a label points at it)."""

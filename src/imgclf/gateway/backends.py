@@ -91,6 +91,24 @@ class AvailableVersions:
             return self._versions
 
 
+class RemoteVersions:
+    """``is_available`` and ``ready`` for backends that ask a model server (``_available_versions``)."""
+
+    _available: AvailableVersions
+
+    def _available_versions(self) -> set[int]:
+        raise NotImplementedError
+
+    def is_available(self, version: int) -> bool:
+        return version in self._available.get()
+
+    def ready(self) -> bool:
+        try:
+            return bool(self._available_versions())
+        except ServingError:
+            return False
+
+
 @dataclass(frozen=True)
 class ModelCard:
     classes: list[str]
@@ -217,7 +235,7 @@ class LocalBackend:
         self._predictor.close()
 
 
-class GrpcBackend:
+class GrpcBackend(RemoteVersions):
     """A model server's gRPC PredictionService (official stubs)."""
 
     def __init__(self, target: str, model_name: str, timeout: float = 30) -> None:
@@ -281,20 +299,11 @@ class GrpcBackend:
         available = get_model_status_pb2.ModelVersionStatus.AVAILABLE
         return {int(s.version) for s in status.model_version_status if s.state == available}
 
-    def is_available(self, version: int) -> bool:
-        return version in self._available.get()
-
-    def ready(self) -> bool:
-        try:
-            return bool(self._available_versions())
-        except ServingError:
-            return False
-
     def close(self) -> None:
         self._channel.close()
 
 
-class RestBackend:
+class RestBackend(RemoteVersions):
     """A model server's REST API; versions are resolved first so the answering version is known."""
 
     def __init__(self, base_url: str, model_name: str, timeout: float = 30, version_ttl: float = 1.0) -> None:
@@ -346,15 +355,6 @@ class RestBackend:
         if rows and EMBEDDING in rows[0]:
             embeddings = np.array([row[EMBEDDING] for row in rows], dtype=np.float32)
         return BackendAnswer(self.model_name, version, scores, np.array([row["class_ids"] for row in rows]), embeddings)
-
-    def is_available(self, version: int) -> bool:
-        return version in self._available.get()
-
-    def ready(self) -> bool:
-        try:
-            return bool(self._available_versions())
-        except ServingError:
-            return False
 
     def close(self) -> None:
         self._http.close()

@@ -81,6 +81,19 @@ def batching_config(parameters: BatchingParameters) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tfserving_config_files(
+    registry: Registry, base_path_prefix: str | None = None, batching: BatchingParameters | None = None
+) -> dict[str, str]:
+    """The text of models.config, batching.config and monitoring.config, by file name."""
+    batching = batching or BatchingParameters(max_batch_size=32, batch_timeout_micros=2000, max_enqueued_batches=100,
+                                              num_batch_threads=4)  # fmt: skip
+    return {
+        "models.config": text_format.MessageToString(model_server_config(registry, base_path_prefix)),
+        "batching.config": batching_config(batching),
+        "monitoring.config": MONITORING_CONFIG,
+    }
+
+
 def write_tfserving_config(
     registry: Registry,
     out: Path,
@@ -89,15 +102,8 @@ def write_tfserving_config(
 ) -> list[Path]:
     """Write models.config, batching.config and monitoring.config into ``out``; return their paths."""
     out.mkdir(parents=True, exist_ok=True)
-    batching = batching or BatchingParameters(max_batch_size=32, batch_timeout_micros=2000, max_enqueued_batches=100,
-                                              num_batch_threads=4)  # fmt: skip
-    files = {
-        "models.config": text_format.MessageToString(model_server_config(registry, base_path_prefix)),
-        "batching.config": batching_config(batching),
-        "monitoring.config": MONITORING_CONFIG,
-    }
     paths = []
-    for name, text in files.items():
+    for name, text in tfserving_config_files(registry, base_path_prefix, batching).items():
         write_if_changed(out / name, text)
         paths.append(out / name)
     return paths
@@ -131,13 +137,12 @@ def watch_tfserving_config(
     A registry that cannot be read for a moment (a version being copied in) is logged and retried.
     """
     stop = stop or threading.Event()
-    models_config = out / "models.config"
     while True:
         try:
-            before = models_config.read_text(encoding="utf-8") if models_config.exists() else None
-            write_tfserving_config(registry, out, base_path_prefix)
-            if models_config.read_text(encoding="utf-8") != before:
-                log.info("wrote %s", models_config)
+            out.mkdir(parents=True, exist_ok=True)
+            for name, text in tfserving_config_files(registry, base_path_prefix).items():
+                if write_if_changed(out / name, text):
+                    log.info("wrote %s", out / name)
         except (ImgclfError, OSError) as error:
             log.warning("TF Serving config not updated: %s", error)
         if stop.wait(interval):
