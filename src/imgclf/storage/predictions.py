@@ -152,13 +152,15 @@ def insert_predictions(engine: Engine, rows: Iterable[dict[str, Any]], skip_exis
     rows = list(rows)
     if not rows:
         return 0
-    with session_scope(engine) as session:
+    table = Prediction.__table__
+    with engine.begin() as connection:
         if skip_existing:
             ids = [row["id"] for row in rows]
-            present = set(session.scalars(select(Prediction.id).where(Prediction.id.in_(ids))))
+            present = set(connection.scalars(select(table.c.id).where(table.c.id.in_(ids))))
             rows = [row for row in rows if row["id"] not in present]
         if rows:
-            session.execute(insert(Prediction), rows)
+            # Core executemany: the ORM's bulk insert adds about half again per row on the hot path.
+            connection.execute(insert(table), rows)
     return len(rows)
 
 
