@@ -157,7 +157,9 @@ def train(
     fine_tune_epochs: Annotated[
         int | None, typer.Option(help="Fine-tuning epochs (default epochs/2; 0 to skip).")
     ] = None,
-    fine_tune_fraction: Annotated[float, typer.Option(help="Top fraction of backbone layers to fine-tune.")] = 0.3,
+    fine_tune_fraction: Annotated[
+        float, typer.Option(help="Top fraction of backbone layers to fine-tune (1: all of it).")
+    ] = 1.0,
     batch_size: Annotated[int, typer.Option(help="Batch size per replica.")] = 32,
     learning_rate: Annotated[float | None, typer.Option("--lr", help="Learning rate (default 1e-3).")] = None,
     val_fraction: Annotated[float, typer.Option(help="Validation share when the data has no val split.")] = 0.2,

@@ -51,7 +51,7 @@ class TrainConfig(BaseModel):
     resize_mode: Literal["stretch", "crop", "pad"] = "stretch"
     epochs: int = Field(10, ge=1)
     fine_tune_epochs: int | None = Field(None, ge=0)
-    fine_tune_fraction: float = Field(0.3, gt=0, le=1)
+    fine_tune_fraction: float = Field(1.0, gt=0, le=1)  # 1: the whole backbone, as in Keras' transfer-learning guide
     batch_size: int = Field(32, ge=1)
     learning_rate: float | None = Field(None, gt=0)
     fine_tune_learning_rate: float | None = Field(None, gt=0)

@@ -1,11 +1,11 @@
 """``imgclf train``: fit a classifier on a folder of images and save everything in a run directory.
 
 Pretrained backbones train in two phases, as in Keras' transfer-learning guide: the head on a
-frozen backbone, then the top ``fine_tune_fraction`` of the backbone's layers at a tenth of the
-learning rate (BatchNorm kept in inference mode). ``small_cnn`` and ``--weights none`` train
-everything in one phase. Each phase uses early stopping on validation loss, reduces the learning
-rate on plateaus and keeps the best checkpoint; Keras' ``BackupAndRestore`` makes an interrupted
-phase resumable with ``--resume``.
+frozen backbone, then the top ``fine_tune_fraction`` of the backbone's layers (default 1: all of
+them) at a tenth of the learning rate, BatchNorm kept in inference mode. ``small_cnn`` and
+``--weights none`` train everything in one phase. Each phase uses early stopping on validation
+loss, reduces the learning rate on plateaus and keeps the best checkpoint; Keras'
+``BackupAndRestore`` makes an interrupted phase resumable with ``--resume``.
 
 Example:
 
