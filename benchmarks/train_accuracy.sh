@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train and evaluate on a real dataset; prints wall time and validation metrics.
 #   benchmarks/train_accuracy.sh cats_dogs mobilenet_v2   # or: flowers mobilenet_v2 | cats_dogs small_cnn
-#   benchmarks/train_accuracy.sh flowers mobilenet_v2 --fine-tune-epochs 8   # extra options go to train
+#   benchmarks/train_accuracy.sh flowers mobilenet_v2 --image-size 288   # extra options go to train
 set -euo pipefail
 dataset=${1:-cats_dogs}
 model=${2:-mobilenet_v2}
