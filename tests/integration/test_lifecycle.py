@@ -182,6 +182,7 @@ def test_pretrained_backbone_parity_on_real_photos(cats_dogs_dir, mobilenet_v2_w
         weights=str(mobilenet_v2_weights),
         epochs=1,
         fine_tune_epochs=1,
+        fine_tune_fraction=0.3,  # the default (1.0) fine-tunes everything; this checks the frozen bottom too
     )
     run = train(config, report=lambda _: None)
     progress = json.loads(run.progress.read_text())
@@ -200,6 +201,23 @@ def test_pretrained_backbone_parity_on_real_photos(cats_dogs_dir, mobilenet_v2_w
         np.testing.assert_array_equal(
             trained_backbone.get_layer(name).kernel.numpy(), reference.get_layer(name).kernel.numpy()
         )
+    # ...and the top was fine-tuned.
+    top = trained_backbone.get_layer("Conv_1").kernel.numpy()
+    assert not np.array_equal(top, reference.get_layer("Conv_1").kernel.numpy())
+
+
+def test_default_fine_tuning_unfreezes_the_whole_backbone_but_not_batchnorm(tmp_path):
+    from imgclf.modeling.architectures import build_model, unfreeze_top_layers
+
+    fraction = TrainConfig(data=str(tmp_path), out=str(tmp_path / "run")).fine_tune_fraction
+    model = build_model("mobilenet_v2", 2, 96, alpha=0.35, weights="none")
+    backbone = model.get_layer("backbone")
+    with_weights = [layer for layer in backbone.layers if layer.weights]
+    batchnorm = [layer for layer in with_weights if isinstance(layer, keras.layers.BatchNormalization)]
+    assert unfreeze_top_layers(model, fraction) == len(with_weights) - len(batchnorm) == 52
+    assert all(layer.trainable for layer in with_weights if layer not in batchnorm)
+    assert not any(layer.trainable for layer in batchnorm)
+    assert unfreeze_top_layers(model, 0.3) < 52 and not backbone.get_layer("Conv1").trainable
 
 
 def test_label_smoothing_softens_the_training_targets(shapes_dir, binary_shapes_dir, tmp_path):
