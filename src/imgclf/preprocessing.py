@@ -111,13 +111,27 @@ def normalize(pixels: tf.Tensor, normalization: str) -> tf.Tensor:
     raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
 
 
-def preprocess_batch(image_bytes: tf.Tensor, spec: PreprocessingSpec) -> tf.Tensor:
-    """A batch of encoded images (tf.string [N]) → normalized model input [N, size, size, 3]."""
+def decode_and_resize_batch(image_bytes: tf.Tensor, spec: PreprocessingSpec) -> tuple[tf.Tensor, tf.Tensor]:
+    """A batch of encoded images (tf.string [N]) → (float32 [N, size, size, 3] in [0, 255], int32 [N, 2]).
+
+    The second tensor holds each image's decoded height and width (monitoring's input statistics
+    record them; ``imgclf.export.statistics``).
+    """
     size = spec.image_size
-    pixels = tf.map_fn(
-        lambda b: decode_and_resize(b, spec),
+
+    def one(image_bytes: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        image = decode_image(image_bytes)
+        return resize_image(image, size, spec.resize_mode), tf.shape(image)[:2]
+
+    return tf.map_fn(
+        one,
         image_bytes,
-        fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
+        fn_output_signature=(tf.TensorSpec([size, size, 3], tf.float32), tf.TensorSpec([2], tf.int32)),
         parallel_iterations=16,
     )
+
+
+def preprocess_batch(image_bytes: tf.Tensor, spec: PreprocessingSpec) -> tf.Tensor:
+    """A batch of encoded images (tf.string [N]) → normalized model input [N, size, size, 3]."""
+    pixels, _ = decode_and_resize_batch(image_bytes, spec)
     return normalize(pixels, spec.normalization)

@@ -42,3 +42,12 @@ def malformed_corpus() -> dict[str, tuple[bytes, str]]:
         "TIFF": (encode(random_pixels(20, 20), "TIFF"), "unsupported_format"),
         "JPEG header then garbage": (jpeg[:200] + b"\x00" * 5000, "corrupt_image"),
     }
+
+
+def jpeg_with_broken_scan(jpeg: bytes) -> bytes:
+    """A whole JPEG (every marker, an end-of-image marker) whose scan names a component the frame
+    does not have: it passes the gateway's structural checks, and only a decoder refuses it."""
+    sos = jpeg.index(b"\xff\xda")
+    broken = bytearray(jpeg)
+    broken[sos + 5] = 9  # FF DA, length (2), component count, then the first component's id
+    return bytes(broken)

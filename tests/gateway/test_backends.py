@@ -35,6 +35,7 @@ def test_local_and_remote_backends_agree(registry, images):
         assert local.ready() and (answer.model_name, answer.model_version) == ("shapes", 1)
         np.testing.assert_allclose(answer.scores, expected, atol=1e-5)
         np.testing.assert_array_equal(answer.class_ids, offline["class_ids"])
+        np.testing.assert_allclose(answer.statistics, offline["input_statistics"], rtol=1e-6)
         with pytest.raises(ServingError) as missing:
             local.classify(images, version=9)
         assert missing.value.code == "NOT_FOUND"
@@ -51,6 +52,8 @@ def test_local_and_remote_backends_agree(registry, images):
                 assert backend.is_available(1) and not backend.is_available(9)
                 np.testing.assert_allclose(answer.scores, expected, atol=1e-5)
                 np.testing.assert_array_equal(answer.class_ids, offline["class_ids"])
+                np.testing.assert_allclose(answer.statistics, offline["input_statistics"], rtol=1e-6)
+                np.testing.assert_allclose(answer.embeddings, offline["embedding_projection"], rtol=1e-4, atol=1e-6)
                 with pytest.raises(ServingError) as missing:
                     backend.classify(images, version=9)
                 assert missing.value.code == "NOT_FOUND"

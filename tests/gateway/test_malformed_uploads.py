@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from imgclf.gateway.validation import UploadLimits, validate_image
 from tests.gateway.conftest import gateway_settings, running_gateway
-from tests.gateway.malformed import malformed_corpus
+from tests.gateway.malformed import jpeg_with_broken_scan, malformed_corpus
 from tests.gateway.test_gateway_api import assert_error, bearer, upload
 
 BODY_LIMIT = 300_000
@@ -72,6 +74,26 @@ def test_request_shape_errors(gw, key, photos):
                  422, "invalid_request")  # fmt: skip
     assert_error(gw.client.get("/v1/nothing-here"), 404, "not_found")
     assert_error(gw.client.delete("/v1/predict"), 405, "method_not_allowed")
+
+
+def test_a_whole_file_with_broken_data_is_refused_by_the_model_alone(gw, key, photos):
+    """Validation does not decode; the model's decode refuses the image, and only its request fails."""
+    broken = jpeg_with_broken_scan(photos[0][1])
+    assert validate_image(broken, UploadLimits()).format == "JPEG"  # structurally whole
+    files = [*upload(photos, 1), ("files", ("broken.jpg", broken, "image/jpeg"))]
+    error = assert_error(gw.client.post("/v1/predict", files=files, headers=bearer(key)), 400, "corrupt_image")
+    prefix = "image 1 (broken.jpg): the image does not decode: "  # then TensorFlow's reason, one line
+    assert error["message"].startswith(prefix) and "Invalid JPEG data" in error["message"], error["message"]
+    assert "\n" not in error["message"] and "node" not in error["message"]
+
+    def send(index: int) -> int:  # concurrent requests share batches with the broken one
+        data = broken if index % 4 == 0 else photos[index % len(photos)][1]
+        files = [("files", (f"{index}.jpg", data, "image/jpeg"))]
+        return gw.client.post("/v1/predict", files=files, headers=bearer(key)).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(send, range(24)))
+    assert statuses == [400 if index % 4 == 0 else 200 for index in range(24)]
 
 
 def test_still_healthy_and_counting_after_the_corpus(gw, key, photos):

@@ -8,17 +8,20 @@ thresholds (the full table, with a MobileNetV2 and more shifts, is in benchmarks
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from imgclf.export.inference import ExportedModel
 from imgclf.export.reference import observe_images
+from imgclf.monitoring.input_stats import rounded
 from imgclf.monitoring.profile import ReferenceProfile
 from imgclf.monitoring.simulation import apply_shift, detection_rate
-from tests.conftest import tiny_config, write_csv
+from tests.conftest import encode, tiny_config, write_csv
 
 WINDOW = 200
 WINDOWS = 20
@@ -54,7 +57,8 @@ def test_export_stores_the_reference_profile_and_outputs_embeddings(drift_export
     card = json.loads((version_dir / "assets.extra" / "model_card.json").read_text())
     assert card["monitoring"]["reference_images"] == 300
     model = ExportedModel.load(version_dir)
-    assert set(model.predict_bytes(held_back[:3])) == {"scores", "class_ids", "labels", "embedding_projection"}
+    outputs = model.predict_bytes(held_back[:3])
+    assert set(outputs) == {"scores", "class_ids", "labels", "embedding_projection", "input_statistics"}
     outputs = model.predict_bytes(held_back[:3], signature="serving_features")
     assert outputs["embedding"].shape == (3, 128)  # small_cnn's Dense(128) "embedding" layer
     assert outputs["embedding_projection"].shape == (3, 32)
@@ -64,6 +68,37 @@ def test_export_stores_the_reference_profile_and_outputs_embeddings(drift_export
     np.testing.assert_allclose(
         outputs["embedding_projection"], outputs["embedding"] @ projection_matrix(128), rtol=1e-4, atol=1e-4
     )
+
+
+def test_the_signature_measures_the_input_statistics_of_the_reference_and_of_traffic(drift_export):
+    version_dir, held_back = drift_export
+    profile = ReferenceProfile.load(version_dir)
+    reference = [Image.open(io.BytesIO(Path(p).read_bytes())) for p in _reference_paths(version_dir)]
+    assert profile.window.statistics["width"].tolist() == [float(image.width) for image in reference]
+    assert profile.window.statistics["height"].tolist() == [float(image.height) for image in reference]
+    assert profile.window.formats == ["JPEG"] * len(reference)
+
+    photo = held_back[0]
+    gray = Image.open(io.BytesIO(photo)).convert("L").convert("RGB")
+    images = [photo, apply_shift(photo, "darken"), encode(np.asarray(gray), "PNG")]
+    outputs = ExportedModel.load(version_dir).predict_bytes(images)
+    stats = [rounded(row) for row in outputs["input_statistics"]]
+    width, height = Image.open(io.BytesIO(photo)).size
+    assert (stats[0]["width"], stats[0]["height"]) == (width, height)
+    assert stats[0]["aspect_ratio"] == round(width / height, 4)
+    assert stats[1]["brightness"] < 0.8 * stats[0]["brightness"]  # darkened
+    assert stats[0]["sharpness"] > 0 and stats[0]["contrast"] > 0
+    # Equal channels: equal means, and luma equals them (the weights sum to one).
+    assert stats[2]["mean_r"] == stats[2]["mean_g"] == stats[2]["mean_b"]
+    assert stats[2]["brightness"] == pytest.approx(stats[2]["mean_r"], abs=1e-3)
+
+
+def _reference_paths(version_dir: Path) -> list[str]:
+    import csv
+
+    source = ReferenceProfile.load(version_dir).source
+    with open(source, newline="") as handle:
+        return [row["path"] for row in csv.DictReader(handle)]
 
 
 def test_false_alarms_and_detection_at_a_window_of_200(drift_export, flowers_dir):

@@ -72,6 +72,7 @@ def build_model_card(
                     "class_ids": "int64 [N]",
                     "labels": "string [N]",
                     "embedding_projection": "float32 [N, 32]",
+                    "input_statistics": "float32 [N, 12] (monitoring; columns in imgclf.monitoring.input_stats order)",
                 },
             },
             "serving_features": {

@@ -2,8 +2,9 @@
 
 Called by ``imgclf export`` on the written (not yet published) version directory: the reference
 images go through the ``serving_default`` signature exactly as production traffic will, and their
-input statistics through the same function the gateway uses, so the reference and production
-windows are measured identically.
+input statistics are the signature's own ``input_statistics`` output, the values the gateway
+records for production traffic, so the reference and production windows are measured identically
+(exports made before that output existed: Pillow's measurement, as the gateway then uses).
 
 Example:
     >>> window = observe_images(ExportedModel.load("registry/cats_dogs/3"), [open("cat.jpg", "rb").read()])
@@ -21,7 +22,7 @@ from imgclf.data.prepare import usable_samples
 from imgclf.evaluation.evaluate import choose_data
 from imgclf.export.inference import ExportedModel
 from imgclf.export.savedmodel import PROJECTION_SEED
-from imgclf.monitoring.input_stats import STATISTICS, image_statistics
+from imgclf.monitoring.input_stats import SIGNATURE_OUTPUT, STATISTICS, image_format, image_statistics, rounded
 from imgclf.monitoring.profile import ReferenceProfile
 from imgclf.monitoring.window import Window, compact_embedding
 from imgclf.run_dir import RunDir
@@ -40,11 +41,16 @@ def observe_images(model: ExportedModel, images: list[bytes], batch_size: int = 
         class_ids.append(ids)
         confidence.append(outputs["scores"][np.arange(len(ids)), ids].astype(np.float64))
         embeddings.append(np.array([compact_embedding(row) for row in outputs["embedding_projection"]]))
-        for data in chunk:
-            measured = image_statistics(data)
-            formats.append(measured.format)
+        for row, data in enumerate(chunk):
+            if SIGNATURE_OUTPUT in outputs:
+                formats.append(image_format(data))
+                values = rounded(outputs[SIGNATURE_OUTPUT][row])
+            else:
+                measured = image_statistics(data)
+                formats.append(measured.format)
+                values = measured.values
             for name in STATISTICS:
-                stats[name].append(measured.values[name])
+                stats[name].append(values[name])
     width = embeddings[0].shape[1] if embeddings else 0
     return Window(
         classes=list(model.labels),

@@ -36,11 +36,13 @@ import tensorflow as tf
 
 from imgclf.config import TrainConfig
 from imgclf.errors import ExportError
+from imgclf.export.input_statistics import input_statistics
 from imgclf.export.model_card import build_model_card
 from imgclf.export.warmup import write_warmup_requests
 from imgclf.modeling.architectures import EMBEDDING_LAYER_NAME, class_scores
 from imgclf.modeling.training import preprocessing_spec
-from imgclf.preprocessing import PreprocessingSpec, normalize, preprocess_batch
+from imgclf.monitoring.input_stats import SIGNATURE_OUTPUT as STATISTICS_OUTPUT
+from imgclf.preprocessing import PreprocessingSpec, decode_and_resize_batch, normalize
 from imgclf.run_dir import RunDir, read_json, write_json
 
 SERVING_SIGNATURE = "serving_default"
@@ -85,25 +87,31 @@ def build_archive(
     both = with_embedding(model)
     projection = tf.constant(projection_matrix(int(both.outputs[0].shape[-1])))
 
-    def outputs(embedding: tf.Tensor, raw: tf.Tensor, with_embedding: bool = False) -> dict[str, tf.Tensor]:
+    def outputs(embedding: tf.Tensor, raw: tf.Tensor) -> dict[str, tf.Tensor]:
         scores = class_scores(raw)
         class_ids = _decision(scores, threshold)
         embedding = tf.cast(embedding, tf.float32)
-        answer = {
+        return {
             "scores": scores,
             "class_ids": class_ids,
             "labels": tf.gather(labels, class_ids),
             "embedding_projection": tf.matmul(embedding, projection),
         }
+
+    def from_bytes(image_bytes: tf.Tensor, with_embedding: bool) -> dict[str, tf.Tensor]:
+        pixels, sizes = decode_and_resize_batch(image_bytes, spec)
+        embedding, raw = both(normalize(pixels, spec.normalization), training=False)
+        answer = outputs(embedding, raw)
+        answer[STATISTICS_OUTPUT] = input_statistics(pixels, sizes)
         if with_embedding:
-            answer["embedding"] = embedding
+            answer["embedding"] = tf.cast(embedding, tf.float32)
         return answer
 
     def serve_bytes(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
-        return outputs(*both(preprocess_batch(image_bytes, spec), training=False))
+        return from_bytes(image_bytes, with_embedding=False)
 
     def serve_features(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
-        return outputs(*both(preprocess_batch(image_bytes, spec), training=False), with_embedding=True)
+        return from_bytes(image_bytes, with_embedding=True)
 
     def serve_pixels(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
         return outputs(*both(normalize(pixels, spec.normalization), training=False))

@@ -9,8 +9,8 @@
 
 Every backend sends the export's ``serving_default`` input (``image_bytes``) and returns the
 class scores and the export's own decision (``class_ids``: argmax, or the binary threshold baked in
-at export), the compact embedding monitoring stores (``embedding_projection``; None for exports
-made before it existed) and the version that produced them; class names and the decision threshold come
+at export), what monitoring stores (``embedding_projection`` and ``input_statistics``; None for
+exports made before they existed) and the version that produced them; class names and the decision threshold come
 from that version's model card in the registry (``assets.extra/model_card.json``).
 """
 
@@ -29,12 +29,14 @@ from typing import Protocol
 import numpy as np
 
 from imgclf.errors import ServingError
+from imgclf.monitoring.input_stats import SIGNATURE_OUTPUT as STATISTICS
 
 log = logging.getLogger(__name__)
 
 INPUT = "image_bytes"
 OUTPUTS = ("scores", "class_ids")
 EMBEDDING = "embedding_projection"
+MONITORING = (EMBEDDING, STATISTICS)  # optional: older exports lack them
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class BackendAnswer:
     scores: np.ndarray  # [images, classes]
     class_ids: np.ndarray  # [images]: the export's decision
     embeddings: np.ndarray | None = None  # [images, 32]: the export's embedding_projection, if it has one
+    statistics: np.ndarray | None = None  # [images, 12]: the export's input_statistics, if it has one
 
 
 class ModelBackend(Protocol):
@@ -214,7 +217,8 @@ class LocalBackend:
         servable = self._predictor.servable(ModelAddress(self.model_name, version, label))
         batch = np.empty(len(images), dtype=object)
         batch[:] = images
-        wanted = OUTPUTS + ((EMBEDDING,) if EMBEDDING in servable.signature("").outputs else ())
+        available = servable.signature("").outputs
+        wanted = OUTPUTS + tuple(name for name in MONITORING if name in available)
         if background:
             outputs = servable.run("", {INPUT: batch})
         else:
@@ -223,9 +227,7 @@ class LocalBackend:
                 outputs = future.result(timeout=self.timeout)
             except TimeoutError:
                 raise ServingError("DEADLINE_EXCEEDED", f"no answer within {self.timeout} s") from None
-        return BackendAnswer(
-            self.model_name, servable.version, outputs["scores"], outputs["class_ids"], outputs.get(EMBEDDING)
-        )
+        return _answer(self.model_name, servable.version, outputs)
 
     def ready(self) -> bool:
         return self._predictor.manager.is_ready()
@@ -272,19 +274,14 @@ class GrpcBackend(RemoteVersions):
         batch = np.empty(len(images), dtype=object)
         batch[:] = images
         request.inputs[INPUT].CopyFrom(to_tensor_proto(batch))
-        # No output_filter: an export without the embedding output would refuse one that names it.
+        # No output_filter: an export without the monitoring outputs would refuse one that names them.
         try:
             response = self._stub.Predict(request, timeout=self.timeout)
         except grpc.RpcError as error:
             raise ServingError(error.code().name, error.details() or str(error.code())) from None
-        outputs = {name: to_numpy(response.outputs[name]) for name in (*OUTPUTS, EMBEDDING) if name in response.outputs}
-        return BackendAnswer(
-            self.model_name,
-            response.model_spec.version.value,
-            outputs["scores"],
-            outputs["class_ids"],
-            outputs.get(EMBEDDING),
-        )
+        names = [name for name in (*OUTPUTS, *MONITORING) if name in response.outputs]
+        outputs = {name: to_numpy(response.outputs[name]) for name in names}
+        return _answer(self.model_name, response.model_spec.version.value, outputs)
 
     def _available_versions(self) -> set[int]:
         import grpc
@@ -350,14 +347,21 @@ class RestBackend(RemoteVersions):
         body = {"instances": [{"b64": base64.b64encode(image).decode()} for image in images]}
         answer = self._request("POST", f"/v1/models/{self.model_name}/versions/{version}:predict", json=body)
         rows = answer["predictions"]
-        scores = np.array([row["scores"] for row in rows], dtype=np.float32)
-        embeddings = None
-        if rows and EMBEDDING in rows[0]:
-            embeddings = np.array([row[EMBEDDING] for row in rows], dtype=np.float32)
-        return BackendAnswer(self.model_name, version, scores, np.array([row["class_ids"] for row in rows]), embeddings)
+        outputs = {
+            name: np.array([row[name] for row in rows], dtype=np.int64 if name == "class_ids" else np.float32)
+            for name in (*OUTPUTS, *MONITORING)
+            if name in OUTPUTS or (rows and name in rows[0])
+        }
+        return _answer(self.model_name, version, outputs)
 
     def close(self) -> None:
         self._http.close()
+
+
+def _answer(model_name: str, version: int, outputs: dict[str, np.ndarray]) -> BackendAnswer:
+    return BackendAnswer(
+        model_name, version, outputs["scores"], outputs["class_ids"], outputs.get(EMBEDDING), outputs.get(STATISTICS)
+    )
 
 
 def create_backend(

@@ -28,6 +28,7 @@ from imgclf.gateway.prediction_log import PredictionLog
 from imgclf.gateway.routing import TrafficRouter
 from imgclf.gateway.shadow import ShadowMirror
 from imgclf.gateway.validation import ImageUpload, UploadLimits, validate_image
+from imgclf.monitoring.input_stats import image_statistics, rounded
 from imgclf.monitoring.window import compact_embedding
 from imgclf.storage.image_store import ImageStore
 from imgclf.storage.models import new_id, utcnow
@@ -64,6 +65,7 @@ class ImagePrediction:
     needs_review: bool
     image: ImageUpload
     embedding: list[float] | None = None  # the export's embedding_projection, for drift monitoring
+    statistics: dict[str, float] | None = None  # input statistics, for drift monitoring (None: not measured)
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,31 @@ class PredictOutcome:
     predictions: list[ImagePrediction]
     latency_ms: float
     stored: bool  # False: the records were spooled to disk (database down)
+
+
+def _reason(message: str) -> str:
+    """The line of a TensorFlow error that says what is wrong, without graph and node details.
+
+    >>> _reason("Graph execution error:\\n<stack traces unavailable>\\nInvalid JPEG data.\\n\\t [[{{node d}}]]")
+    'Invalid JPEG data.'
+    """
+    noise = ("Graph execution error", "Detected at node", "<stack traces", "[[")
+    lines = [line.strip() for line in message.splitlines()]
+    return next((line for line in lines if line and not line.startswith(noise)), "refused by the model")
+
+
+def _statistics(upload: ImageUpload, measured: np.ndarray | None) -> dict[str, float] | None:
+    """The export's input statistics of one image; Pillow's for exports made before they were an output.
+
+    Never a reason to refuse an upload: a measurement that fails is recorded as None.
+    """
+    if measured is not None:
+        return rounded(measured)
+    try:
+        return image_statistics(upload.data).values
+    except Exception as error:  # Pillow raises many types on hostile data
+        log.warning("input statistics of %s failed: %s", upload.sha256, error)
+        return None
 
 
 class ModelCards:
@@ -125,11 +152,45 @@ class PredictionService:
             try:
                 uploads.append(validate_image(image.data, self.limits))
             except UploadError as error:
-                if self.metrics is not None:
-                    self.metrics.upload_rejections.labels(error.code).inc()
-                where = f"image {index}" + (f" ({image.name})" if image.name else "")
-                raise UploadError(error.code, f"{where}: {error.message}", error.status) from None
+                raise self._refusal(index, image, error) from None
         return uploads
+
+    def _refusal(self, index: int, image: NamedImage, error: UploadError) -> UploadError:
+        """``error`` counted, and its message prefixed with which image it is about."""
+        if self.metrics is not None:
+            self.metrics.upload_rejections.labels(error.code).inc()
+        where = f"image {index}" + (f" ({image.name})" if image.name else "")
+        return UploadError(error.code, f"{where}: {error.message}", error.status)
+
+    def _undecodable(
+        self,
+        images: list[NamedImage],
+        uploads: list[ImageUpload],
+        version: int | None,
+        label: str | None,
+        error: ServingError,
+    ) -> UploadError | None:
+        """If the model refused the request (``error`` is INVALID_ARGUMENT): the refusal naming the image
+        it cannot decode (a complete file with broken data, which validation does not decode).
+
+        One image is the culprit; of several, each is classified alone to find it (only on this
+        rare error path). None if the error is another, or no image is refused alone.
+        """
+        if error.code != "INVALID_ARGUMENT":
+            return None
+        culprit, detail = (0, error.message) if len(uploads) == 1 else (None, "")
+        for index, upload in enumerate(uploads if culprit is None else []):
+            try:
+                self.backend.classify([upload.data], version=version, label=label)
+            except ServingError as alone:
+                if alone.code != "INVALID_ARGUMENT":
+                    return None
+                culprit, detail = index, alone.message
+                break
+        if culprit is None:
+            return None
+        refused = UploadError("corrupt_image", f"the image does not decode: {_reason(detail)}")
+        return self._refusal(culprit, images[culprit], refused)
 
     def predict(
         self,
@@ -145,7 +206,13 @@ class PredictionService:
         if version is None and label is None and self.router is not None:
             route = self.router.route(api_key_id)
             version, role = route.version, route.role
-        answer, predictions = self._classify(uploads, version, label)
+        try:
+            answer, predictions = self._classify(uploads, version, label)
+        except ServingError as error:
+            refusal = self._undecodable(images, uploads, version, label, error)
+            if refusal is not None:
+                raise refusal from None
+            raise
         latency_ms = (time.perf_counter() - started) * 1000
         stored = self._record(
             predictions, answer.model_name, answer.model_version, api_key_id, request_id, latency_ms, role
@@ -177,8 +244,9 @@ class PredictionService:
             )
         predictions = []
         embeddings = answer.embeddings if answer.embeddings is not None else [None] * len(uploads)
-        for upload, scores, class_id, embedding in zip(
-            uploads, answer.scores, answer.class_ids, embeddings, strict=True
+        statistics = answer.statistics if answer.statistics is not None else [None] * len(uploads)
+        for upload, scores, class_id, embedding, stats in zip(
+            uploads, answer.scores, answer.class_ids, embeddings, statistics, strict=True
         ):
             confidence = float(scores[int(class_id)])
             predictions.append(
@@ -191,6 +259,7 @@ class PredictionService:
                     needs_review=self.policy.needs_review(scores, confidence),
                     image=upload,
                     embedding=None if embedding is None else compact_embedding(embedding),
+                    statistics=_statistics(upload, stats),
                 )
             )
         return answer, predictions
@@ -268,7 +337,7 @@ class PredictionService:
                 "threshold": p.threshold,
                 "latency_ms": latency_ms,
                 "needs_review": p.needs_review,
-                "input_stats": p.image.statistics,
+                "input_stats": p.statistics,
                 "embedding": p.embedding,
                 "role": role,
             }

@@ -2,10 +2,10 @@
 
 In order, cheapest first: empty, byte size, format by magic bytes (never the file name or the
 declared content type), declared dimensions and pixel count from the header alone (so a
-decompression bomb is refused before it is decoded), frame count, then a decode of all the data
-(Pillow; JPEG at reduced scale, which still reads every byte) that catches truncated and corrupt
-files. Monitoring's input statistics (``imgclf.monitoring.input_stats``) are measured on that
-decoded preview here, so they cost no second decode.
+decompression bomb is refused before it is decoded), frame count, then whether the file is
+complete (``imgclf.gateway.image_structure``: the container's end, no pixel decoded; BMP is
+decoded by Pillow). Nothing here decodes a JPEG, PNG, GIF or WebP: the model's signature does
+that once, and also measures monitoring's input statistics.
 
 EXIF orientation is ignored, exactly as in training (``imgclf.preprocessing`` uses pixels as
 stored), so a phone photo is classified the way the training data was seen.
@@ -20,17 +20,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import logging
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
 from imgclf.data.inspection import DECODABLE_FORMATS
 from imgclf.errors import UploadError
-from imgclf.monitoring.input_stats import load_preview, statistics_of
-
-log = logging.getLogger(__name__)
+from imgclf.gateway.image_structure import check_structure
 
 
 @dataclass(frozen=True)
@@ -51,7 +48,6 @@ class ImageUpload:
     width: int
     height: int
     frames: int
-    statistics: dict[str, float] | None = field(default=None, repr=False, compare=False)  # None: not measured
 
 
 def validate_image(data: bytes, limits: UploadLimits) -> ImageUpload:
@@ -82,18 +78,17 @@ def validate_image(data: bytes, limits: UploadLimits) -> ImageUpload:
     frames = getattr(header, "n_frames", 1)
     if frames > limits.max_frames:
         raise UploadError("too_many_frames", f"the image has {frames} frames; the limit is {limits.max_frames}", 422)
-    _decode(header)
-    return ImageUpload(
-        data, hashlib.sha256(data).hexdigest(), fmt, width, height, frames, _statistics(header, width, height)
-    )
+    if not check_structure(data, fmt):
+        _decode(header)
+    return ImageUpload(data, hashlib.sha256(data).hexdigest(), fmt, width, height, frames)
 
 
 def _decode(image: Image.Image) -> None:
-    """Decode every byte (catches truncation and corruption); JPEG at reduced scale, which reads all data."""
+    """Decode every byte with Pillow (catches truncation and corruption)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow warns on odd-but-decodable files
-            load_preview(image)
+            image.load()
     except OSError as error:
         message = str(error)
         if "truncated" in message.lower():
@@ -101,12 +96,3 @@ def _decode(image: Image.Image) -> None:
         raise UploadError("corrupt_image", f"the image does not decode: {message}") from None
     except Exception as error:  # Pillow raises many types on hostile data
         raise UploadError("corrupt_image", f"the image does not decode: {error or type(error).__name__}") from None
-
-
-def _statistics(preview: Image.Image, width: int, height: int) -> dict[str, float] | None:
-    """Monitoring's input statistics of the decoded preview; never a reason to refuse an upload."""
-    try:
-        return statistics_of(preview, width, height).values
-    except Exception as error:
-        log.warning("input statistics failed: %s", error)
-        return None

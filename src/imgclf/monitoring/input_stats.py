@@ -1,15 +1,21 @@
-"""Cheap per-image statistics, computed the same way at export (reference) and in the gateway.
-
-Every statistic is measured on a *preview*: the image decoded at reduced scale (JPEG decodes at
-1/2, 1/4 or 1/8 scale directly, which is much cheaper than a full decode) and then box-resized so
-its longest side is ``PREVIEW_SIDE`` pixels. The fixed scale makes sharpness comparable between
-small and large uploads. Values are rounded to 4 decimals. The gateway's upload validation
-decodes exactly this preview, so the statistics cost one small array pass per image.
+"""Cheap per-image statistics that monitoring compares between the reference and production.
 
 Statistics (``STATISTICS``): per-channel mean and standard deviation of RGB (0–255), brightness
-and contrast (mean and standard deviation of luma, ITU-R 601, as Pillow's ``L`` mode), sharpness
-(variance of the 4-neighbour Laplacian of luma), width, height and aspect ratio (width / height) of the original
-image. The format (JPEG, PNG, ...) is tracked separately as a category.
+and contrast (mean and standard deviation of luma, ITU-R 601), sharpness (variance of the
+4-neighbour Laplacian of luma), width, height and aspect ratio (width / height) of the original
+image. The format (JPEG, PNG, ...) is tracked separately as a category. Values are rounded to 4
+decimals (``rounded``) wherever they are recorded.
+
+Two measurements exist, and a model is only ever compared with itself:
+
+* **In the signature** (exports made by this version): ``serving_default`` returns them as its
+  ``input_statistics`` output (``SIGNATURE_OUTPUT``), measured on the pixels the model sees
+  (``imgclf.export.input_statistics``). The gateway records that output; the export's reference
+  profile is measured through the same signature. The gateway never decodes an upload itself.
+* **With Pillow** (``image_statistics``; exports made before the signature had the output): a
+  *preview*, the image decoded at reduced scale (JPEG decodes at 1/2, 1/4 or 1/8 scale directly)
+  and box-resized so its longest side is ``PREVIEW_SIDE`` pixels. Such exports' reference profiles
+  were measured this way, so the gateway measures their uploads this way too.
 
 Example:
     >>> stats = image_statistics(open("cat.jpg", "rb").read())
@@ -21,12 +27,14 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
 PREVIEW_SIDE = 128
+SIGNATURE_OUTPUT = "input_statistics"  # the export's output: float32 [N, len(STATISTICS)]
 STATISTICS = (
     "mean_r",
     "mean_g",
@@ -47,6 +55,18 @@ STATISTICS = (
 class ImageStatistics:
     format: str
     values: dict[str, float]  # one entry per name in STATISTICS
+
+
+def rounded(values: Iterable[float]) -> dict[str, float]:
+    """One image's statistics (in ``STATISTICS`` order) as recorded: a name → value dict, 4 decimals.
+
+    Rounded once, here: the reference, the gateway's records and any re-measurement agree exactly
+    (a KS test on values rounded on one side only sees a shift at every tie).
+    """
+    values = [round(float(v), 4) for v in values]
+    if len(values) != len(STATISTICS):
+        raise ValueError(f"expected {len(STATISTICS)} statistics, got {len(values)}")
+    return dict(zip(STATISTICS, values, strict=True))
 
 
 def load_preview(image: Image.Image) -> None:
@@ -100,9 +120,7 @@ def statistics_of(image: Image.Image, width: int, height: int) -> ImageStatistic
         "height": float(height),
         "aspect_ratio": width / height if height else 0.0,
     }
-    # Rounded here, once: the reference, the gateway's records and any re-measurement agree exactly
-    # (a KS test on values rounded on one side only sees a shift at every tie).
-    return ImageStatistics(image.format or "unknown", {name: round(float(v), 4) for name, v in values.items()})
+    return ImageStatistics(image.format or "unknown", rounded(values[name] for name in STATISTICS))
 
 
 _LEVELS = np.arange(256, dtype=np.float64)
@@ -116,6 +134,15 @@ def _histogram_moments(histogram: list[int]) -> tuple[np.ndarray, np.ndarray]:
     squares = counts @ (_LEVELS * _LEVELS)
     mean = total / n
     return mean, np.sqrt(np.maximum((squares - total * total / n) / n, 0.0))
+
+
+def image_format(data: bytes) -> str:
+    """The format Pillow reads from the header ("JPEG", "PNG", ...); "unknown" if it reads none."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.format or "unknown"
+    except Exception:  # Pillow raises many types on hostile headers
+        return "unknown"
 
 
 def image_statistics(data: bytes) -> ImageStatistics:

@@ -1,0 +1,106 @@
+"""Is an upload complete? Structural checks of the container, without decoding any pixels.
+
+The model's signature decodes every image (``tf.io.decode_image``); the gateway only has to make
+sure a file is whole before it joins a batch. Truncation is by far the most common damage
+(interrupted uploads, cut-off files), and every supported container says where it ends:
+
+* JPEG: the markers from SOI to the first start-of-scan (SOS) are walked segment by segment, then
+  an end-of-image marker (EOI, ``FF D9``) must follow the scan data. Entropy-coded data escapes
+  every ``FF`` byte, so an EOI after the first scan is a real marker, not pixel data. Bytes after
+  the EOI (camera trailers, embedded videos) are allowed, as decoders allow them.
+* PNG: the chunks are walked by their lengths up to ``IEND``.
+* GIF: the last byte (after any zero padding) is the trailer ``;``.
+* WebP: the RIFF header's size covers the file.
+* BMP (rare, cheap to decode): Pillow decodes it, as before.
+
+What these checks cannot see (a complete file whose compressed data is garbage) the model's
+decode refuses: the model server answers INVALID_ARGUMENT for that request alone (its batching
+engine re-runs a failed batch request by request), which the gateway answers with a 422.
+
+Example:
+    >>> check_structure(open("cat.jpg", "rb").read(), "JPEG")     # None: complete
+    >>> check_structure(open("cat.jpg", "rb").read()[:5000], "JPEG")
+    Traceback (most recent call last):
+    imgclf.errors.UploadError: the image is truncated: the JPEG ends before its end-of-image marker
+"""
+
+from __future__ import annotations
+
+from imgclf.errors import UploadError
+
+_STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RST0-7: no length field
+_SOS, _EOI = 0xDA, 0xD9
+
+
+def check_structure(data: bytes, fmt: str) -> bool:
+    """Raise ``UploadError`` (``truncated_image`` or ``corrupt_image``) if the file is not whole.
+
+    Returns False for formats it has no structural check for (the caller decodes those).
+    """
+    check = _CHECKS.get(fmt)
+    if check is None:
+        return False
+    check(data)
+    return True
+
+
+def _truncated(message: str) -> UploadError:
+    return UploadError("truncated_image", f"the image is truncated: {message}")
+
+
+def _corrupt(message: str) -> UploadError:
+    return UploadError("corrupt_image", f"the image does not decode: {message}")
+
+
+def _check_jpeg(data: bytes) -> None:
+    position, size = 2, len(data)  # after SOI (the format was recognised from it)
+    while True:
+        if position + 2 > size:
+            raise _truncated("the JPEG ends inside its headers")
+        if data[position] != 0xFF:
+            raise _corrupt(f"no JPEG marker at byte {position}")
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            position += 1
+            continue
+        if marker in _STANDALONE_MARKERS:
+            position += 2
+            continue
+        if marker == _EOI:
+            raise _corrupt("the JPEG ends before any image data")
+        if position + 4 > size:
+            raise _truncated("the JPEG ends inside its headers")
+        length = int.from_bytes(data[position + 2 : position + 4], "big")
+        if length < 2:
+            raise _corrupt(f"a JPEG segment at byte {position} declares length {length}")
+        position += 2 + length
+        if marker == _SOS:
+            break
+    if data.rfind(b"\xff\xd9", position) < 0:
+        raise _truncated("the JPEG ends before its end-of-image marker")
+
+
+def _check_png(data: bytes) -> None:
+    position, size = 8, len(data)  # after the signature
+    while position + 8 <= size:
+        kind = data[position + 4 : position + 8]
+        if not kind.isalpha():
+            raise _corrupt(f"no PNG chunk type at byte {position + 4}")
+        if kind == b"IEND" and position + 12 <= size:
+            return
+        position += 12 + int.from_bytes(data[position : position + 4], "big")  # length, type, data, CRC
+    raise _truncated("the PNG ends before its IEND chunk")
+
+
+def _check_gif(data: bytes) -> None:
+    if not data.rstrip(b"\x00").endswith(b";"):
+        raise _truncated("the GIF ends without its trailer")
+
+
+def _check_webp(data: bytes) -> None:
+    declared = int.from_bytes(data[4:8], "little") + 8
+    if len(data) < declared:
+        raise _truncated(f"the WebP declares {declared} bytes and has {len(data)}")
+
+
+_CHECKS = {"JPEG": _check_jpeg, "PNG": _check_png, "GIF": _check_gif, "WEBP": _check_webp}
