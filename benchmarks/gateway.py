@@ -4,8 +4,8 @@
   one image per request;
 - the gateway with its local backend (the same batching engine, in process) and the prediction
   log in SQLite, then in PostgreSQL: one multipart upload per request with an API key, so every
-  request is authenticated, rate-limited, validated (header checks and a full decode), classified,
-  stored in the image store and logged in the database.
+  request is authenticated, rate-limited, validated (header checks and a check that the file is
+  whole; only the model decodes), classified, stored in the image store and logged in the database.
 
 Both use the same batching parameters and the same real JPEGs; clients are closed-loop asyncio
 coroutines in this process (``benchmarks/serving.py``'s load generator).
