@@ -15,10 +15,14 @@ sure a file is whole before it joins a batch. Truncation is by far the most comm
 
 What these checks cannot see (a complete file whose compressed data is garbage) the model's
 decode refuses: the model server answers INVALID_ARGUMENT for that request alone (its batching
-engine re-runs a failed batch request by request), which the gateway answers with a 422.
+engine re-runs a failed batch request by request), which the gateway answers as ``corrupt_image``
+naming the image (``imgclf.gateway.service``). A real TF Serving fails a merged batch as a whole,
+so behind one such a file can also fail the requests batched with it; truncated files, the common
+case, never reach a batch.
 
 Example:
-    >>> check_structure(open("cat.jpg", "rb").read(), "JPEG")     # None: complete
+    >>> check_structure(open("cat.jpg", "rb").read(), "JPEG")     # whole
+    True
     >>> check_structure(open("cat.jpg", "rb").read()[:5000], "JPEG")
     Traceback (most recent call last):
     imgclf.errors.UploadError: the image is truncated: the JPEG ends before its end-of-image marker
