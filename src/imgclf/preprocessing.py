@@ -115,7 +115,7 @@ def decode_and_resize_batch(image_bytes: tf.Tensor, spec: PreprocessingSpec) -> 
     """A batch of encoded images (tf.string [N]) → (float32 [N, size, size, 3] in [0, 255], int32 [N, 2]).
 
     The second tensor holds each image's decoded height and width (monitoring's input statistics
-    record them; ``imgclf.export.statistics``).
+    record them; ``imgclf.export.input_statistics``).
     """
     size = spec.image_size
 

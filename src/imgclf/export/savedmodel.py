@@ -101,10 +101,11 @@ def build_archive(
     def from_bytes(image_bytes: tf.Tensor, with_embedding: bool) -> dict[str, tf.Tensor]:
         pixels, sizes = decode_and_resize_batch(image_bytes, spec)
         embedding, raw = both(normalize(pixels, spec.normalization), training=False)
+        embedding = tf.cast(embedding, tf.float32)  # outputs() casting it again is a no-op
         answer = outputs(embedding, raw)
         answer[STATISTICS_OUTPUT] = input_statistics(pixels, sizes)
         if with_embedding:
-            answer["embedding"] = tf.cast(embedding, tf.float32)
+            answer["embedding"] = embedding
         return answer
 
     def serve_bytes(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:

@@ -178,19 +178,23 @@ class PredictionService:
         """
         if error.code != "INVALID_ARGUMENT":
             return None
-        culprit, detail = (0, error.message) if len(uploads) == 1 else (None, "")
-        for index, upload in enumerate(uploads if culprit is None else []):
+        found = (0, error) if len(uploads) == 1 else self._refused_alone(uploads, version, label)
+        if found is None:
+            return None
+        index, refusal = found
+        refused = UploadError("corrupt_image", f"the image does not decode: {_reason(refusal.message)}")
+        return self._refusal(index, images[index], refused)
+
+    def _refused_alone(
+        self, uploads: list[ImageUpload], version: int | None, label: str | None
+    ) -> tuple[int, ServingError] | None:
+        """The first image the model refuses (INVALID_ARGUMENT) when classified on its own, or None."""
+        for index, upload in enumerate(uploads):
             try:
                 self.backend.classify([upload.data], version=version, label=label)
-            except ServingError as alone:
-                if alone.code != "INVALID_ARGUMENT":
-                    return None
-                culprit, detail = index, alone.message
-                break
-        if culprit is None:
-            return None
-        refused = UploadError("corrupt_image", f"the image does not decode: {_reason(detail)}")
-        return self._refusal(culprit, images[culprit], refused)
+            except ServingError as error:
+                return (index, error) if error.code == "INVALID_ARGUMENT" else None
+        return None
 
     def predict(
         self,
