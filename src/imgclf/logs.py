@@ -8,7 +8,8 @@ import sys
 import time
 from contextvars import ContextVar
 
-# The current request's id; set by the gateway's middleware, copied into threads by anyio.
+# The current request's id; set by the gateway's middleware, copied into its request threads
+# (``Gateway.run_blocking``, and anyio's for FastAPI's plain-function routes).
 request_id_var: ContextVar[str | None] = ContextVar("imgclf_request_id", default=None)
 
 

@@ -36,6 +36,15 @@ class Authenticator:
         self._cache: dict[str, tuple[float, KeyInfo | None]] = {}
         self._lock = threading.Lock()
 
+    def is_cached(self, presented: str | None) -> bool:
+        """Whether ``authenticate(presented)`` answers from the cache, without the database."""
+        if not presented:
+            return True
+        digest = hashlib.sha256(presented.encode()).hexdigest()
+        with self._lock:
+            cached = self._cache.get(digest)
+        return cached is not None and self.clock() - cached[0] < self.cache_seconds
+
     def authenticate(self, presented: str | None) -> KeyInfo | None:
         """The key's info, or None for a missing, unknown or revoked key."""
         if not presented:

@@ -10,8 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable
 
-from fastapi import Depends, Request, Security
-from fastapi.concurrency import run_in_threadpool
+from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from imgclf.gateway.api_keys import KeyInfo
@@ -41,15 +40,48 @@ def _check_key(gateway: Gateway, presented: str | None, scopes: tuple[str, ...])
     return key
 
 
+def presented_key(request: Request) -> str | None:
+    """The API key a request presents: ``X-API-Key``, else ``Authorization: Bearer``."""
+    headers = request.headers
+    key = headers.get("x-api-key")
+    if key:
+        return key
+    scheme, _, credentials = headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return credentials.strip() or None
+
+
+async def authorize(request: Request, scopes: tuple[str, ...]) -> KeyInfo:
+    """The calling key, checked for ``scopes`` and charged one rate-limit token.
+
+    In the event loop when the key is cached and the limiter is in memory (the hot path of every
+    request); in a worker thread when the database or Redis must be asked.
+    """
+    gateway: Gateway = request.app.state.gateway
+    presented = presented_key(request)
+    if gateway.authenticator.is_cached(presented) and not gateway.rate_limiter.blocking:
+        return _check_key(gateway, presented, scopes)
+    return await gateway.run_blocking(_check_key, gateway, presented, scopes)
+
+
 def require_scope(*scopes: str) -> Callable[..., Awaitable[KeyInfo]]:
-    """A dependency that authenticates the caller, checks it has one of ``scopes`` and takes a rate-limit token."""
+    """A dependency that authenticates the caller, checks it has one of ``scopes`` and takes a rate-limit token.
+
+    The two security parameters put both ways of sending a key into the OpenAPI document;
+    ``authorize`` reads the headers itself.
+    """
 
     async def calling_key(
-        gateway: Gateway = Depends(get_gateway),
-        api_key: str | None = Security(api_key_header),
-        credentials: HTTPAuthorizationCredentials | None = Security(bearer),
+        request: Request,
+        _api_key: str | None = Security(api_key_header),
+        _credentials: HTTPAuthorizationCredentials | None = Security(bearer),
     ) -> KeyInfo:
-        presented = api_key or (credentials.credentials if credentials else None)
-        return await run_in_threadpool(_check_key, gateway, presented, scopes)
+        return await authorize(request, scopes)
 
     return calling_key
+
+
+# For routes that read the key with ``authorize`` (the prediction route, to spare FastAPI's
+# dependency solving on every upload): the same entry in the OpenAPI document as ``require_scope``.
+KEY_SECURITY = [{"APIKeyHeader": []}, {"HTTPBearer": []}]

@@ -35,11 +35,15 @@ class Decision:
 
 
 class RateLimiter(Protocol):
+    blocking: bool  # True: acquire waits on the network (call it from a worker thread)
+
     def acquire(self, key: str) -> Decision: ...
 
 
 class MemoryRateLimiter:
     """One process's buckets (the embedded default)."""
+
+    blocking = False
 
     def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate, self.burst, self.clock = rate, burst, clock
@@ -83,6 +87,8 @@ return {allowed, tostring(retry), tostring(tokens)}
 
 class RedisRateLimiter:
     """Buckets in Redis, shared by every worker that uses the same Redis and prefix."""
+
+    blocking = True
 
     def __init__(self, client, rate: float, burst: int, prefix: str = "imgclf:ratelimit:") -> None:  # type: ignore[no-untyped-def]
         self.rate, self.burst, self.prefix = rate, burst, prefix

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from imgclf.gateway.app import Gateway
@@ -25,7 +24,7 @@ def healthz() -> dict[str, str]:
 @router.get("/readyz", response_model=Readiness, responses={503: {"description": "Not ready; see checks."}})
 async def readyz(request: Request, gateway: Annotated[Gateway, Depends(get_gateway)]) -> JSONResponse:
     """Readiness: a model version is AVAILABLE and the database answers."""
-    checks = await run_in_threadpool(gateway.readiness)
+    checks = await gateway.run_blocking(gateway.readiness)
     if all(value == "ok" for value in checks.values()):
         return JSONResponse({"status": "ready", "checks": checks})
     problems = "; ".join(f"{name}: {value}" for name, value in checks.items() if value != "ok")

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Query, Request, Response
 
-from imgclf.gateway.api_keys import KeyInfo
 from imgclf.gateway.app import Gateway
-from imgclf.gateway.dependencies import get_gateway, require_scope
+from imgclf.gateway.dependencies import KEY_SECURITY, authorize
 from imgclf.gateway.errors import ApiError, request_id_of
 from imgclf.gateway.schemas import ErrorBody, PredictResponse
 from imgclf.gateway.uploads import read_images
 
 router = APIRouter(prefix="/v1", tags=["predict"])
 
-_BODY = {
+_OPENAPI = {
+    "security": KEY_SECURITY,
     "requestBody": {
         "required": True,
         "content": {
@@ -29,7 +28,7 @@ _BODY = {
             },
             "application/json": {"schema": {"$ref": "#/components/schemas/PredictJsonBody"}},
         },
-    }
+    },
 }
 _ERRORS = {
     code: {"model": ErrorBody, "description": description}
@@ -44,11 +43,9 @@ _ERRORS = {
 }
 
 
-@router.post("/predict", response_model=PredictResponse, openapi_extra=_BODY, responses=_ERRORS)
+@router.post("/predict", response_model=PredictResponse, openapi_extra=_OPENAPI, responses=_ERRORS)
 async def predict(
     request: Request,
-    key: Annotated[KeyInfo, Depends(require_scope("predict"))],
-    gateway: Annotated[Gateway, Depends(get_gateway)],
     version: Annotated[int | None, Query(ge=1, le=2**62, description="A model version (default: latest).")] = None,
     label: Annotated[str | None, Query(min_length=1, max_length=200, description="A version label.")] = None,
 ) -> Response:
@@ -57,11 +54,13 @@ async def predict(
     Each answer carries the label, its confidence, every class's score, the threshold applied,
     whether it needs human review, the model version and the prediction's id.
     """
+    key = await authorize(request, ("predict",))
     if version is not None and label is not None:
         raise ApiError(400, "bad_request", "give a model version or a version label, not both")
+    gateway: Gateway = request.app.state.gateway
     images = await read_images(request, gateway.settings.max_images_per_request)
     request_id = request_id_of(request)
-    outcome = await run_in_threadpool(gateway.service.predict, images, key.id, request_id, version, label)
+    outcome = await gateway.run_blocking(gateway.service.predict, images, key.id, request_id, version, label)
     # Serialized once here: returned as a model, FastAPI would dump, re-validate and dump it again.
     body = PredictResponse.of(outcome, request_id).model_dump_json()
     return Response(body, media_type="application/json")
