@@ -22,8 +22,13 @@ from imgclf.monitoring.input_stats import STATISTICS
 
 
 def compact_embedding(values) -> list[float]:  # type: ignore[no-untyped-def]
-    """An embedding as stored (database, reference profile): floats with 5 significant digits."""
-    return [float(f"{v:.5g}") for v in values]
+    """An embedding as stored (database, reference profile): floats with 5 significant digits.
+
+    >>> compact_embedding(np.float32([0.123456789, -1234567.0]))
+    [0.12346, -1234600.0]
+    """
+    values = np.asarray(values, dtype=np.float64).tolist()
+    return [float(text) for text in ("%.5g " * len(values) % tuple(values)).split()]  # one format call: half the time
 
 
 @dataclass
