@@ -10,7 +10,11 @@
 Both use the same batching parameters and the same real JPEGs; clients are closed-loop asyncio
 coroutines in this process (``benchmarks/serving.py``'s load generator).
 
-    .venv/bin/python benchmarks/gateway.py --export REGISTRY/NAME --images DIR [--postgres URL]
+The three servers are started once and measured in interleaved rounds (each round loads each
+server in turn, in a rotated order), and every comparison is made within a round: on a shared
+2-core machine the speed drifts by 10-20% over minutes, more than the difference measured.
+
+    .venv/bin/python benchmarks/gateway.py --export REGISTRY/NAME --images DIR [--postgres URL] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import argparse
 import contextlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,16 +49,9 @@ def gateway_requests(images: list[bytes], key: str) -> list[bytes]:
     return multipart_requests(images, "/v1/predict", "files", f"Authorization: Bearer {key}\r\n")
 
 
-def measure(port: int, requests: list[bytes], args: argparse.Namespace, name: str, results: dict) -> None:
-    for concurrency in args.concurrency:
-        result = http_load(port, requests, concurrency, args.warmup, args.seconds)
-        results.setdefault(name, []).append(result)
-        print(name, result, flush=True)
-
-
-def run_model_server(
-    export: Path, batching: Path, args: argparse.Namespace, images: list[bytes], results: dict
-) -> None:
+@contextlib.contextmanager
+def started_model_server(export: Path, batching: Path) -> Iterator[int]:
+    """``imgclf serve`` with batching on the export; yields its REST port."""
     rest_port, grpc_port = free_port(), free_port()
     command = [
         str(REPO / ".venv/bin/imgclf"), "serve", "--model-name", export.name, "--model-base-path", str(export),
@@ -63,7 +61,7 @@ def run_model_server(
     server = subprocess.Popen(command)
     try:
         wait_until_ready("127.0.0.1", rest_port, "/readyz", server)
-        measure(rest_port, rest_requests(images, export.name), args, "model_server", results)
+        yield rest_port
     finally:
         stop(server)
 
@@ -106,21 +104,6 @@ def started_gateway(
         stop(gateway)
 
 
-def run_gateway(
-    name: str,
-    database_url: str,
-    export: Path,
-    batching: Path,
-    args: argparse.Namespace,
-    images: list[bytes],
-    work: Path,
-) -> list[dict]:
-    results: dict = {}
-    with started_gateway(name, database_url, export, batching, work) as (port, key):
-        measure(port, gateway_requests(images, key), args, name, results)
-    return results[name]
-
-
 def postgres_database(admin_url: str) -> tuple[str, callable]:  # type: ignore[valid-type]
     import psycopg
 
@@ -141,8 +124,9 @@ def main() -> None:
     parser.add_argument("--export", type=Path, required=True, help="REGISTRY/NAME with integer versions")
     parser.add_argument("--images", type=Path, required=True, help="folder of JPEGs (searched recursively)")
     parser.add_argument("--count", type=int, default=64)
-    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--seconds", type=float, default=10, help="measured seconds per server, round and concurrency")
     parser.add_argument("--warmup", type=float, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--batch-threads", type=int, default=1)
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test", help="admin URL; '' skips")
@@ -151,46 +135,57 @@ def main() -> None:
 
     files = sorted(p for p in args.images.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))[: args.count]
     images = [f.read_bytes() for f in files]
-    results: dict = {"images": len(images)}
-    with tempfile.TemporaryDirectory() as tmp:
+    export = args.export.resolve()
+    results: dict = {"images": len(images), "rounds": args.rounds}
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)
         batching = work / "batching.pbtxt"
         batching.write_text(BATCHING % args.batch_threads)
-        run_model_server(args.export.resolve(), batching, args, images, results)
-        results["gateway_sqlite"] = run_gateway(
-            "gateway_sqlite", f"sqlite:///{work / 'bench.db'}", args.export.resolve(), batching, args, images, work
-        )
+        port = stack.enter_context(started_model_server(export, batching))
+        servers = {"model_server": (port, rest_requests(images, export.name))}
+        databases = {"gateway_sqlite": f"sqlite:///{work / 'bench.db'}"}
         if args.postgres:
             url, drop = postgres_database(args.postgres)
-            try:
-                results["gateway_postgresql"] = run_gateway(
-                    "gateway_postgresql", url, args.export.resolve(), batching, args, images, work
-                )
-            finally:
-                drop()
+            stack.callback(drop)  # after the gateway using it has stopped
+            databases["gateway_postgresql"] = url
+        for name, url in databases.items():
+            port, key = stack.enter_context(started_gateway(name, url, export, batching, work))
+            servers[name] = (port, gateway_requests(images, key))
+        names = list(servers)
+        for concurrency in args.concurrency:
+            for round_ in range(args.rounds):
+                for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+                    port, requests = servers[name]
+                    result = http_load(port, requests, concurrency, args.warmup, args.seconds)
+                    result["round"] = round_
+                    results.setdefault(name, []).append(result)
+                    print(name, result, flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     summarize(results)
 
 
 def summarize(results: dict) -> None:
-    print("\n| server | concurrency | req/s | p50 ms | p95 ms | p99 ms | errors |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| server | concurrency | round | req/s | p50 ms | p95 ms | p99 ms | errors |")
+    print("|---|---|---|---|---|---|---|---|")
     names = [n for n in ("model_server", "gateway_sqlite", "gateway_postgresql") if n in results]
     for name in names:
         for row in results[name]:
             print(
-                f"| {name} | {row['concurrency']} | {row['throughput']:.1f} | {row['p50_ms']:.1f} | "
+                f"| {name} | {row['concurrency']} | {row['round']} | {row['throughput']:.1f} | {row['p50_ms']:.1f} | "
                 f"{row['p95_ms']:.1f} | {row['p99_ms']:.1f} | {row['errors']} |"
             )
-    alone = {row["concurrency"]: row for row in results["model_server"]}
-    print()
+    alone = {(row["concurrency"], row["round"]): row for row in results["model_server"]}
+    print("\nWithin each round (median, then every round):")
     for name in names[1:]:
-        for row in results[name]:
-            base = alone[row["concurrency"]]
+        for concurrency in sorted({row["concurrency"] for row in results[name]}):
+            rows = [row for row in results[name] if row["concurrency"] == concurrency]
+            overheads = [row["p50_ms"] - alone[concurrency, row["round"]]["p50_ms"] for row in rows]
+            ratios = [row["throughput"] / alone[concurrency, row["round"]]["throughput"] for row in rows]
             print(
-                f"{name} c{row['concurrency']}: p50 overhead {row['p50_ms'] - base['p50_ms']:+.1f} ms, "
-                f"throughput {row['throughput'] / base['throughput']:.2f}× the model server alone"
+                f"{name} c{concurrency}: p50 overhead {statistics.median(overheads):+.1f} ms "
+                f"({' '.join(f'{o:+.1f}' for o in overheads)}), throughput {statistics.median(ratios):.2f}× "
+                f"the model server alone ({' '.join(f'{r:.2f}' for r in ratios)})"
             )
 
 
