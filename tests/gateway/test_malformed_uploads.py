@@ -69,7 +69,10 @@ def test_request_shape_errors(gw, key, photos):
     assert_error(post("/v1/predict", content=photos[0][1], headers={**bearer(key), "Content-Type": "image/jpeg"}),
                  415, "unsupported_media_type")  # fmt: skip
     assert_error(post("/v1/predict", json={"images": ["aGVsbG8="] * 5}, headers=bearer(key)), 400, "too_many_images")
-    assert_error(post("/v1/predict", files=upload(photos * 2, 6), headers=bearer(key)), 400, "bad_request")
+    assert_error(post("/v1/predict", files=upload(photos * 2, 6), headers=bearer(key)), 400, "too_many_images")
+    cut_short = b'--b\r\nContent-Disposition: form-data; name="files"; filename="a.jpg"\r\n\r\n' + photos[0][1][:500]
+    multipart = {**bearer(key), "Content-Type": "multipart/form-data; boundary=b"}
+    assert_error(post("/v1/predict", content=cut_short, headers=multipart), 400, "malformed_multipart")
     assert_error(post("/v1/predict", params={"version": "x"}, files=upload(photos, 1), headers=bearer(key)),
                  422, "invalid_request")  # fmt: skip
     assert_error(gw.client.get("/v1/nothing-here"), 404, "not_found")

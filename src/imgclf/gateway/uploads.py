@@ -6,8 +6,9 @@
 - ``application/json``: ``{"images": ["<base64>", ...]}``; standard or URL-safe alphabet, padding
   optional, whitespace ignored.
 
-Sizes are bounded before this runs (the middleware's body limit); formats and dimensions are
-checked afterwards by ``imgclf.gateway.validation``.
+Sizes are bounded before this runs (the middleware's body limit), so a body is read whole and
+split in memory (``imgclf.gateway.multipart``); formats and dimensions are checked afterwards by
+``imgclf.gateway.validation``.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import binascii
 import re
 
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from imgclf.errors import UploadError
+from imgclf.gateway.multipart import parse_form_data
 from imgclf.gateway.schemas import PredictJsonBody
 from imgclf.gateway.service import NamedImage
 
@@ -37,19 +38,16 @@ def decode_base64(text: str) -> bytes:
 
 
 async def _from_multipart(request: Request, max_images: int) -> list[NamedImage]:
-    form = await request.form(max_files=max_images + 1, max_fields=max_images + 10)
+    parts = parse_form_data(await request.body(), request.headers["content-type"], max_parts=max_images + 1)
     images: list[NamedImage] = []
-    try:
-        for field, value in form.multi_items():
-            if field not in FILE_FIELDS:
-                raise UploadError(
-                    "unknown_field", f"unexpected form field {field!r}; send images as file fields 'files'"
-                )
-            if not isinstance(value, UploadFile):
-                raise UploadError("not_a_file", f"form field {field!r} must be a file upload, not text")
-            images.append(NamedImage(value.filename, await value.read()))
-    finally:
-        await form.close()
+    for part in parts:
+        if part.name not in FILE_FIELDS:
+            raise UploadError(
+                "unknown_field", f"unexpected form field {part.name!r}; send images as file fields 'files'"
+            )
+        if part.filename is None:
+            raise UploadError("not_a_file", f"form field {part.name!r} must be a file upload, not text")
+        images.append(NamedImage(part.filename, part.data))
     return images
 
 

@@ -247,7 +247,15 @@ def _fit(config: TrainConfig, run: RunDir, prepared: PreparedData, progress: dic
     with strategy.scope():
         unfrozen = unfreeze_top_layers(model, config.fine_tune_fraction)
         _compile(model, config.fine_tune_learning_rate or 1e-4, num_classes, config.label_smoothing)
-    report(f"Fine-tuning the top {unfrozen} backbone layers at lr={config.fine_tune_learning_rate}")
+    part = (
+        "the whole backbone"
+        if config.fine_tune_fraction >= 1
+        else f"the top {config.fine_tune_fraction:.0%} of the backbone"
+    )
+    report(
+        f"Fine-tuning {part} ({unfrozen} layers with weights; BatchNorm stays frozen) "
+        f"at lr={config.fine_tune_learning_rate}"
+    )
     start = int(progress.get("head_epochs_run", head_epochs))
     callbacks = _callbacks(run, "fine_tune", config.early_stopping_patience, progress.get("best_val_loss"))
     model.fit(
