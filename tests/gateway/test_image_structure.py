@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import struct
 
 import pytest
+from PIL import Image
 
 from imgclf.errors import UploadError
-from imgclf.gateway.image_structure import check_structure
+from imgclf.gateway.image_structure import check_structure, declared_size
 from imgclf.gateway.validation import UploadLimits, validate_image
 from tests.conftest import encode, random_pixels
 
@@ -75,3 +77,28 @@ def test_bmp_is_decoded_instead():
     with pytest.raises(UploadError) as caught:
         validate_image(data[: len(data) // 2], UploadLimits())
     assert caught.value.code == "truncated_image"
+
+
+def test_declared_size_agrees_with_pillow(cats_dogs_dir, flowers_dir):
+    """JPEG and PNG headers read without Pillow give Pillow's format and size; the rest is left to Pillow."""
+    photos = sorted(cats_dogs_dir.rglob("*.jpg"))[::10] + sorted(flowers_dir.rglob("*.jpg"))[::10]
+    files = [p.read_bytes() for p in photos]
+    pixels = random_pixels(37, 53, seed=5)
+    files += [encode(pixels, "JPEG", progressive=True), encode(pixels, "PNG")]
+    for mode in ("L", "RGBA", "P", "I;16"):
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).convert(mode).save(buffer, "PNG")
+        files.append(buffer.getvalue())
+    assert len(files) > 600
+    for data in files:
+        image = Image.open(io.BytesIO(data))
+        assert declared_size(data) == (image.format, *image.size)
+
+    frames = [Image.fromarray(random_pixels(20, 30, seed=i)) for i in range(3)]
+    animated = io.BytesIO()
+    frames[0].save(animated, "PNG", save_all=True, append_images=frames[1:])
+    assert Image.open(io.BytesIO(animated.getvalue())).n_frames == 3
+    assert declared_size(animated.getvalue()) is None  # Pillow counts the frames
+    for other in ("GIF", "WEBP", "BMP"):
+        assert declared_size(encode(pixels, other)) is None
+    assert declared_size(b"\xff\xd8\xff\xd9") is None and declared_size(b"\x89PNG\r\n\x1a\n") is None

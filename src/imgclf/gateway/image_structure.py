@@ -13,6 +13,11 @@ sure a file is whole before it joins a batch. Truncation is by far the most comm
 * WebP: the RIFF header's size covers the file.
 * BMP (rare, cheap to decode): Pillow decodes it, as before.
 
+``declared_size`` reads a JPEG's or PNG's format and dimensions from the same headers (the
+start-of-frame segment; IHDR), so the common uploads need no Pillow at all; anything unusual
+(other formats, an animated PNG, a JPEG without a frame header before its scan) returns None and
+is read by Pillow, as before.
+
 What these checks cannot see (a complete file whose compressed data is garbage) the model's
 decode refuses: the model server answers INVALID_ARGUMENT for that request alone (its batching
 engine re-runs a failed batch request by request), which the gateway answers as ``corrupt_image``
@@ -34,6 +39,46 @@ from imgclf.errors import UploadError
 
 _STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RST0-7: no length field
 _SOS, _EOI = 0xDA, 0xD9
+_START_OF_FRAME = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOF0-15 less DHT, JPG, DAC
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def declared_size(data: bytes) -> tuple[str, int, int] | None:
+    """(format, width, height) of a single-frame JPEG or PNG from its headers; None: ask Pillow.
+
+    >>> declared_size(open("cat.jpg", "rb").read())
+    ('JPEG', 500, 375)
+    """
+    if data.startswith(b"\xff\xd8\xff"):
+        return _jpeg_size(data)
+    if data.startswith(_PNG_SIGNATURE) and data[12:16] == b"IHDR" and len(data) >= 24:
+        idat = data.find(b"IDAT")
+        if data.find(b"acTL", 0, idat if idat > 0 else len(data)) >= 0:
+            return None  # an animated PNG: Pillow counts its frames
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        return ("PNG", width, height) if width and height else None
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[str, int, int] | None:
+    position, size = 2, len(data)
+    while position + 4 <= size and data[position] == 0xFF:
+        marker = data[position + 1]
+        if marker == 0xFF:
+            position += 1
+        elif marker in _STANDALONE_MARKERS:
+            position += 2
+        elif marker in (_SOS, _EOI):
+            return None  # no frame header before the scan
+        elif marker in _START_OF_FRAME:
+            if position + 9 > size:
+                return None
+            height = int.from_bytes(data[position + 5 : position + 7], "big")
+            width = int.from_bytes(data[position + 7 : position + 9], "big")
+            return ("JPEG", width, height) if width and height else None
+        else:
+            position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+    return None
 
 
 def check_structure(data: bytes, fmt: str) -> bool:
