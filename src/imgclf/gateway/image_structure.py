@@ -35,6 +35,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from imgclf.errors import UploadError
 
 _STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RST0-7: no length field
@@ -61,24 +63,17 @@ def declared_size(data: bytes) -> tuple[str, int, int] | None:
 
 
 def _jpeg_size(data: bytes) -> tuple[str, int, int] | None:
-    position, size = 2, len(data)
-    while position + 4 <= size and data[position] == 0xFF:
-        marker = data[position + 1]
-        if marker == 0xFF:
-            position += 1
-        elif marker in _STANDALONE_MARKERS:
-            position += 2
-        elif marker in (_SOS, _EOI):
-            return None  # no frame header before the scan
-        elif marker in _START_OF_FRAME:
-            if position + 9 > size:
-                return None
-            height = int.from_bytes(data[position + 5 : position + 7], "big")
-            width = int.from_bytes(data[position + 7 : position + 9], "big")
-            return ("JPEG", width, height) if width and height else None
-        else:
-            position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
-    return None
+    try:
+        for marker, start, _ in _jpeg_segments(data):
+            if marker in _START_OF_FRAME:
+                if start + 9 > len(data):
+                    return None
+                height = int.from_bytes(data[start + 5 : start + 7], "big")
+                width = int.from_bytes(data[start + 7 : start + 9], "big")
+                return ("JPEG", width, height) if width and height else None
+    except UploadError:
+        return None  # cut or broken headers: Pillow and check_structure say what is wrong
+    return None  # no frame header before the scan
 
 
 def check_structure(data: bytes, fmt: str) -> bool:
@@ -101,7 +96,11 @@ def _corrupt(message: str) -> UploadError:
     return UploadError("corrupt_image", f"the image does not decode: {message}")
 
 
-def _check_jpeg(data: bytes) -> None:
+def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """(marker, start, end) of each header segment from SOI to the first scan's (SOS, the last).
+
+    Raises ``UploadError`` where the headers are cut short or are not JPEG markers.
+    """
     position, size = 2, len(data)  # after SOI (the format was recognised from it)
     while True:
         if position + 2 > size:
@@ -122,10 +121,16 @@ def _check_jpeg(data: bytes) -> None:
         length = int.from_bytes(data[position + 2 : position + 4], "big")
         if length < 2:
             raise _corrupt(f"a JPEG segment at byte {position} declares length {length}")
-        position += 2 + length
+        end = position + 2 + length
+        yield marker, position, end
         if marker == _SOS:
-            break
-    if data.rfind(b"\xff\xd9", position) < 0:
+            return
+        position = end
+
+
+def _check_jpeg(data: bytes) -> None:
+    *_, (_, _, scan_start) = _jpeg_segments(data)  # the last segment is the scan's header
+    if data.rfind(b"\xff\xd9", scan_start) < 0:
         raise _truncated("the JPEG ends before its end-of-image marker")
 
 
