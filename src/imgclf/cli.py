@@ -33,7 +33,9 @@ keys_app = typer.Typer(help="Create, list and revoke the gateway's API keys.", n
 app.add_typer(keys_app, name="keys")
 reviews_app = typer.Typer(help="Work with the gateway's review queue.", no_args_is_help=True)
 app.add_typer(reviews_app, name="reviews")
-models_app = typer.Typer(help="The registry: list, inspect, promote, roll back, label, delete.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="The registry: list, inspect, gate, promote, roll back, label, delete.", no_args_is_help=True
+)
 app.add_typer(models_app, name="models")
 monitor_app = typer.Typer(help="Drift and prediction quality of the served model.", no_args_is_help=True)
 app.add_typer(monitor_app, name="monitor")
@@ -274,10 +276,27 @@ def export(
         ),
     ] = None,
 ) -> None:
-    """Write a versioned SavedModel that takes encoded image bytes (TF Serving can load it)."""
-    from imgclf.export.savedmodel import export_run
+    """Write a versioned SavedModel that takes encoded image bytes (TF Serving can load it).
 
-    console.print(f"Exported {export_run(run_dir, registry, name, reference_data)}")
+    The first version of a model becomes stable; later versions are candidates until promoted.
+    """
+    from imgclf.export.savedmodel import export_run
+    from imgclf.registry.store import Registry
+
+    path = export_run(run_dir, registry, name, reference_data)
+    console.print(f"Exported {path}", highlight=False)
+    model, version = path.parent.name, int(path.name)
+    state = Registry(path.parent.parent).state(model)
+    if state.stable == version:
+        why = "the model's policy is latest" if len(state.history) > 1 else "the model's first version"
+        console.print(f"{model} version {version} is stable ({why}).", highlight=False)
+    else:
+        console.print(
+            f"{model} version {version} is a candidate: stable version {state.stable} keeps serving. Next:\n"
+            f"  imgclf models gate {model} {version} --data EVAL_DATA\n"
+            f"  imgclf models promote {model} {version} --to canary --share 0.1",
+            highlight=False,
+        )
 
 
 @app.command()
@@ -610,16 +629,22 @@ def models_list(
 
     store = _registry(registry)
     table = Table("model", "version", "created", "classes", "accuracy", "macro F1", "gate", "state", "labels")
+    broken = []
     for model in [name] if name else store.models():
         store.state(model)  # a clear error for an unknown name
         for version in store.versions(model):
             info = store.info(model, version)
+            gate = (info.gate or "-") + (" forced" if info.overrides else "")
+            f1 = info.metrics.get("macro_f1", info.gate_metrics.get("macro_f1"))
             table.add_row(
-                model, str(version), (info.created_at or "")[:19], str(len(info.classes)),
-                format_value(info.metrics.get("accuracy"), 3), format_value(info.metrics.get("macro_f1"), 3),
-                info.gate or "-", info.state, ",".join(info.labels),
+                model, str(version), (info.created_at or "")[:10], str(len(info.classes)),
+                format_value(info.accuracy, 3), format_value(f1, 3), gate, info.state, ",".join(info.labels),
             )  # fmt: skip
-    console.print(table)
+            if not info.files.complete:
+                broken.append(f"{model} version {version} cannot serve: {info.files.reason}")
+    (console if console.is_terminal else Console(width=max(console.width, 140))).print(table)  # piped: never cut
+    for line in broken:
+        console.print(line, highlight=False, markup=False)
 
 
 @models_app.command("show")
@@ -646,8 +671,18 @@ def models_promote(
     force: Annotated[bool, typer.Option(help="Promote even if the gate did not bless the version.")] = False,
     registry: RegistryOption = None,
 ) -> None:
-    """Point stable (or canary) at a blessed version; the gateway follows without a restart."""
-    _print_state(name, _registry(registry).promote(name, version, to, share, force))
+    """Point stable (or canary) at a blessed version; the gateway follows without a restart.
+
+    --force promotes past the gate: the checks it overrides are printed and recorded with the version.
+    """
+    store = _registry(registry)
+    overridden = store.gate_failures(name, version) if force else []
+    state = store.promote(name, version, to, share, force)
+    if overridden:
+        console.print(f"Override recorded for {name} version {version}; forced past:", highlight=False)
+        for failure in overridden:
+            console.print(f"  {failure}", highlight=False, markup=False)
+    _print_state(name, state)
 
 
 @models_app.command("gate")
@@ -675,8 +710,31 @@ def models_gate(
 
 @models_app.command("rollback")
 def models_rollback(name: ModelNameArgument, registry: RegistryOption = None) -> None:
-    """Stable back to the previous stable version; the canary is dropped."""
+    """End the canary if there is one; otherwise move stable back to the previous stable version."""
     _print_state(name, _registry(registry).rollback(name))
+
+
+@models_app.command("unlabel")
+def models_unlabel(
+    name: ModelNameArgument,
+    label: Annotated[str, typer.Argument(help="The label to remove (canary ends the canary; stable is refused).")],
+    registry: RegistryOption = None,
+) -> None:
+    """Remove a version label; stable stays (roll back or promote another version instead)."""
+    _print_state(name, _registry(registry).unlabel(name, label))
+
+
+@models_app.command("policy")
+def models_policy(
+    name: ModelNameArgument,
+    policy: Annotated[
+        str, typer.Argument(help="promoted: exports wait for promotion (default); latest: each export becomes stable.")
+    ],
+    registry: RegistryOption = None,
+) -> None:
+    """Choose whether new exports wait for promotion or serve at once (TF Serving's latest)."""
+    state = _registry(registry).set_policy(name, policy)
+    console.print(f"{name}: policy {state.policy}", highlight=False)
 
 
 @models_app.command("label")

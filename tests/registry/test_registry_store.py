@@ -4,25 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
-from pathlib import Path
 
 import pytest
 
 from imgclf.errors import RegistryError
 from imgclf.registry.store import Registry
 from tests.integration.test_cli import _one_error_line, run_cli
-
-
-@pytest.fixture
-def registry(tmp_path) -> Path:
-    """Versions 1–3 of ``cats_dogs`` as ``imgclf export`` lays them out (card only; no state ops read the model)."""
-    for version, accuracy in ((1, 0.91), (2, 0.95), (3, 0.93)):
-        extra = tmp_path / "cats_dogs" / str(version) / "assets.extra"
-        extra.mkdir(parents=True)
-        card = {"version": version, "created_at": f"2026-11-2{version}T10:00:00+00:00", "classes": ["cats", "dogs"],
-                "metrics": {"accuracy": accuracy, "macro_f1": accuracy - 0.01}}  # fmt: skip
-        (extra / "model_card.json").write_text(json.dumps(card))
-    return tmp_path
 
 
 def test_promote_canary_and_rollback(registry):
@@ -38,6 +25,8 @@ def test_promote_canary_and_rollback(registry):
     assert state.labels == {"stable": 2} and state.canary_share == 0
     assert [h["version"] for h in state.history] == [1, 2]
     store.promote("cats_dogs", 3, to="canary", canary_share=0.5, force=True)
+    state = store.rollback("cats_dogs")  # ends the canary first
+    assert state.labels == {"stable": 2} and state.canary_share == 0
     state = store.rollback("cats_dogs")
     assert state.labels == {"stable": 1} and state.canary_share == 0
     with pytest.raises(RegistryError, match="no earlier stable version"):
@@ -119,6 +108,8 @@ def test_models_commands(registry, capsys):
     _one_error_line(
         *run_cli(["models", "delete", "cats_dogs", "1", "--registry", registry], capsys)[::2], "labelled golden"
     )
+    code, out, _ = run_cli(["models", "rollback", "cats_dogs", "--registry", registry], capsys)
+    assert code == 0 and "canary" not in out and "stable=2" in out  # the canary ended
     _one_error_line(
         *run_cli(["models", "rollback", "cats_dogs", "--registry", registry], capsys)[::2], "no earlier stable"
     )

@@ -34,7 +34,7 @@ def test_generated_config_serves_stable_and_canary_by_label(tmp_path, toy_model_
     with running_server(
         model_config_file=tmp_path / "tfs" / "models.config", file_system_poll_wait_seconds=0
     ) as running:
-        assert sorted(available(running)) == [1, 2, 3, 4]  # the labelled versions and the newest
+        assert sorted(available(running)) == [1, 2, 3]  # the labelled versions; 4 is a candidate nobody promoted
         stable = running.rest.post("/v1/models/toy/labels/stable:predict", json={"instances": [1.0]})
         canary = running.rest.post("/v1/models/toy/labels/canary:predict", json={"instances": [1.0]})
         assert stable.json() == {"predictions": [2.5]} and canary.json() == {"predictions": [3.5]}

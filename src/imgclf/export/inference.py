@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from imgclf.contract import check_export, version_directories
 from imgclf.data.inspection import inspect_bytes
 from imgclf.errors import ExportError
-from imgclf.export.savedmodel import INPUT_BYTES, SERVING_SIGNATURE, integer_versions
+from imgclf.export.savedmodel import INPUT_BYTES, SERVING_SIGNATURE
 from imgclf.run_dir import read_json
 
 
@@ -39,13 +40,13 @@ class FilePrediction:
 
 
 def resolve_version_dir(model_dir: str | Path) -> Path:
-    """A version directory as given, or the highest integer version under a model base path."""
+    """A version directory as given, or the highest whole integer version under a model base path."""
     path = Path(model_dir).expanduser().resolve()
     if (path / "saved_model.pb").is_file():
         return path
-    versions = integer_versions(path)
+    versions = [v for v in version_directories(path) if check_export(path / str(v)).complete]
     if not versions:
-        raise ExportError(f"{path} is neither a SavedModel nor a directory of integer versions")
+        raise ExportError(f"{path} is neither a SavedModel nor a directory of whole integer versions")
     return path / str(versions[-1])
 
 

@@ -17,14 +17,17 @@
   this SavedModel on the reference images (the run's validation split, or ``reference_data``);
   see ``imgclf.monitoring.profile``.
 
+* ``assets.extra/export_manifest.json``, written last: every file's size and SHA-256, so a copy of
+  the version that is not whole is recognised (``imgclf.contract.check_export``).
+
 The version is one more than the highest existing integer version. Everything is written under a
-hidden temporary name first and renamed into place, so TF Serving (which only looks at integer
-directory names) never sees half an export.
+hidden temporary name first and renamed into place by the registry (``Registry.publish``), so TF
+Serving (which only looks at integer directory names) never sees half an export. The first
+version of a model becomes its stable version; later ones are candidates until promoted.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import uuid
@@ -35,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from imgclf.config import TrainConfig
+from imgclf.contract import write_manifest
 from imgclf.errors import ExportError
 from imgclf.export.input_statistics import input_statistics
 from imgclf.export.model_card import build_model_card
@@ -53,13 +57,6 @@ INPUT_PIXELS = "pixels"
 PROJECTION_DIM = 32
 PROJECTION_SEED = 0
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-def integer_versions(base: Path) -> list[int]:
-    """Integer version directories under a model base path, ascending."""
-    if not base.is_dir():
-        return []
-    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
 
 
 def _decision(scores: tf.Tensor, threshold: float | None) -> tf.Tensor:
@@ -186,24 +183,14 @@ def export_run(
             "reference_accuracy": profile.accuracy,
             "embedding": profile.embedding,
         }
-        return _publish(tmp, base, card, extra)
+        from imgclf.registry.store import Registry  # the registry numbers versions and decides what serves
+
+        def finish(version: int) -> None:
+            card["version"] = version
+            write_json(extra / "model_card.json", card)
+            write_manifest(tmp)
+
+        return base / str(Registry(base.parent).publish(tmp, name, finish))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def _publish(tmp: Path, base: Path, card: dict, extra: Path) -> Path:
-    """Rename the finished export to the next free integer version (atomic on one filesystem)."""
-    for _ in range(100):
-        version = (integer_versions(base) or [0])[-1] + 1
-        card["version"] = version
-        write_json(extra / "model_card.json", card)
-        target = base / str(version)
-        try:
-            os.rename(tmp, target)  # fails if another export took this version meanwhile
-        except OSError:
-            if target.exists():
-                continue
-            raise
-        return target
-    raise ExportError(f"could not find a free version number under {base}")

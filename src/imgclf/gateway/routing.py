@@ -52,30 +52,46 @@ class TrafficRouter:
         self.is_available = is_available
         self.ttl_seconds = ttl_seconds
         self._lock = threading.Lock()
-        self._state: tuple[float, ModelState] | None = None
+        self._state: tuple[float, ModelState, list[int]] | None = None
 
     def state(self) -> ModelState:
+        return self._view()[0]
+
+    def _view(self) -> tuple[ModelState, list[int]]:
+        """The registry state and the versions that may answer for stable, best first (re-read each ttl)."""
         now = time.monotonic()
         with self._lock:
             if self._state is None or now - self._state[0] > self.ttl_seconds:
                 try:
                     state = self.registry.state(self.model_name)
+                    self._state = (now, state, self._stable_chain(state))
                 except RegistryError:
-                    state = self._state[1] if self._state else ModelState()
-                self._state = (now, state)
-            return self._state[1]
+                    self._state = (now, *self._state[1:]) if self._state else (now, ModelState(), [])
+            return self._state[1], self._state[2]
 
-    def route(self, api_key_id: str | None) -> Route:
-        state = self.state()
+    def _stable_chain(self, state: ModelState) -> list[int]:
+        if state.stable is None:  # never promoted: what serves is the newest version that can
+            try:
+                return [self.registry.serving_version(self.model_name)]
+            except RegistryError:
+                return []
+        chain = [state.stable, *(h["version"] for h in reversed(state.history))]
+        return list(dict.fromkeys(chain))
+
+    def route(self, api_key_id: str | None, exclude: frozenset[int] = frozenset()) -> Route:
+        """``exclude``: versions the backend just said it does not have (they are skipped)."""
+        state, stable_chain = self._view()
         canary = state.canary
         if (
             canary is not None
+            and canary not in exclude
             and bucket(api_key_id or "anonymous", canary) < state.canary_share
             and self.is_available(canary)
         ):
             return Route(canary, "canary")
-        if state.stable is not None and self.is_available(state.stable):
-            return Route(state.stable, "stable")
+        for version in stable_chain:
+            if version not in exclude and self.is_available(version):
+                return Route(version, "stable")
         return Route(None, "latest")
 
     def stable_version(self) -> int | None:

@@ -207,11 +207,21 @@ class PredictionService:
         started = time.perf_counter()
         uploads = self.validate(images)
         role = "requested"
-        if version is None and label is None and self.router is not None:
-            route = self.router.route(api_key_id)
+        routed = version is None and label is None and self.router is not None
+        if routed:
+            route = self.router.route(api_key_id)  # type: ignore[union-attr]
             version, role = route.version, route.role
         try:
-            answer, predictions = self._classify(uploads, version, label)
+            try:
+                answer, predictions = self._classify(uploads, version, label)
+            except ServingError as error:
+                if not (routed and version is not None and error.code == "NOT_FOUND"):
+                    raise
+                # The routed version was unloaded between the router's look and the call (a canary
+                # rolled back, a stable moved): the next version in line answers instead.
+                route = self.router.route(api_key_id, exclude=frozenset({version}))  # type: ignore[union-attr]
+                version, role = route.version, route.role
+                answer, predictions = self._classify(uploads, version, label)
         except ServingError as error:
             refusal = self._undecodable(images, uploads, version, label, error)
             if refusal is not None:

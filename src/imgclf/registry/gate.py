@@ -4,13 +4,14 @@ Semantics follow TFX's Evaluator (TFMA ``MetricThreshold``), as implemented in
 ``metrics_validator.py``:
 
 * a **value threshold** bounds the candidate's metric: ``lower_bound ≤ value ≤ upper_bound``;
-* a **change threshold** compares it with the baseline (the current ``stable`` version, evaluated
-  on the same data in the same run): ``diff = candidate − baseline``, ``relative = diff / baseline``;
+* a **change threshold** compares it with the baseline (the version serving now, see
+  ``Registry.serving_version``; evaluated on the same data in the same run):
+  ``diff = candidate − baseline``, ``relative = diff / baseline``;
   ``higher_is_better`` passes when ``diff ≥ absolute`` and ``relative ≥ relative_bound`` (each
   only if set), ``lower_is_better`` when ``diff ≤ absolute`` and ``relative ≤ relative_bound``;
 * every check must pass; a metric missing from the results fails its check;
-* without a baseline (nothing promoted yet, or the candidate is stable) change thresholds are
-  skipped and recorded as such: TFX's "rubber stamp".
+* without a baseline (the candidate is the only version that can serve, or is the serving one)
+  change thresholds are skipped and recorded as such: TFX's "rubber stamp".
 
 The result goes to ``VERSION/assets.extra/gate_result.json`` with an empty ``BLESSED`` or
 ``NOT_BLESSED`` marker beside it; ``imgclf models promote`` refuses versions that are not blessed.
@@ -32,9 +33,8 @@ from typing import Any
 import numpy as np
 
 from imgclf.errors import RegistryError
-from imgclf.registry.store import Registry
+from imgclf.registry.store import GATE_FILE, Registry
 
-GATE_FILE = "gate_result.json"
 DIRECTIONS = ("higher_is_better", "lower_is_better")
 
 
@@ -175,8 +175,7 @@ def run_gate(
 ) -> GateResult:
     """Evaluate the candidate (and stable) on ``data``, check every threshold, store the result."""
     candidate_dir = registry.version_dir(name, version)
-    stable = registry.state(name).stable
-    baseline_version = stable if stable is not None and stable != version else None
+    baseline_version = _baseline(registry, name, version)
     candidate = evaluate_version(candidate_dir, data)
     baseline = evaluate_version(registry.version_dir(name, baseline_version), data) if baseline_version else None
     checks = check_thresholds(thresholds, candidate, baseline)
@@ -192,9 +191,24 @@ def run_gate(
         baseline_metrics={k: baseline[k] for k in keep if k in baseline} if baseline else None,
         gated_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    extra = candidate_dir / "assets.extra"
+    extra = (candidate_dir / GATE_FILE).parent
     extra.mkdir(exist_ok=True)
-    (extra / GATE_FILE).write_text(json.dumps(asdict(result), indent=2) + "\n", encoding="utf-8")
+    (candidate_dir / GATE_FILE).write_text(json.dumps(asdict(result), indent=2) + "\n", encoding="utf-8")
     (extra / ("NOT_BLESSED" if result.blessed else "BLESSED")).unlink(missing_ok=True)
     (extra / ("BLESSED" if result.blessed else "NOT_BLESSED")).touch()
     return result
+
+
+def _baseline(registry: Registry, name: str, version: int) -> int | None:
+    """The version serving now; when that is the candidate itself and it is not stable (a registry with
+    no stable label), the newest older version that can serve."""
+    try:
+        serving = registry.serving_version(name)
+    except RegistryError:
+        return None
+    if serving != version:
+        return serving
+    if registry.state(name).stable == version:
+        return None
+    older = [v for v in registry.versions(name) if v < version and registry.check(name, v).complete]
+    return older[-1] if older else None

@@ -3,12 +3,15 @@
 ``write_tfserving_config`` writes, into one directory:
 
 * ``models.config`` — a ``ModelServerConfig`` text proto (``--model_config_file``): one entry per
-  model, ``base_path`` = its registry directory, a ``specific`` version policy that loads every
-  labelled version (TF Serving only assigns labels to loaded versions), the newest and the
-  previous stable (for an instant rollback), and the
-  registry's ``version_labels`` (``stable``, ``canary``, ...). Start TF Serving with
-  ``--allow_version_labels_for_unavailable_models`` unset (the default); every label points at a
-  loaded version.
+  model, ``base_path`` = its registry directory, a ``specific`` version policy that loads the
+  versions that may take traffic — every labelled version (TF Serving only assigns labels to
+  loaded versions) and the previous stable (for an instant rollback) — and the registry's
+  ``version_labels`` (``stable``, ``canary``, ...). Only versions whose files are whole are listed
+  (``Registry.check``: the export's manifest, or a parseable ``saved_model.pb``), so a version
+  being copied in or overwritten with garbage never reaches TF Serving; a stable version that
+  cannot serve is replaced by the one before it. Versions nobody promoted are not listed: they are
+  candidates. Start TF Serving with ``--allow_version_labels_for_unavailable_models`` unset (the
+  default); every label points at a listed version.
 * ``batching.config`` — ``--batching_parameters_file`` (TF Serving's text format).
 * ``monitoring.config`` — ``--monitoring_config_file`` enabling Prometheus at
   ``/monitoring/prometheus/metrics`` (what deploy/prometheus/prometheus.yml scrapes).
@@ -34,7 +37,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from imgclf.errors import ImgclfError, RegistryError
-from imgclf.registry.store import Registry
+from imgclf.registry.store import STABLE, Registry
 from imgclf.serving.options import BatchingParameters, validate_model_config
 
 log = logging.getLogger(__name__)
@@ -47,7 +50,8 @@ def model_server_config(
 ) -> model_server_config_pb2.ModelServerConfig:
     """The registry's models (or ``names``) with the versions to keep loaded and their labels.
 
-    Loaded: every labelled version, the newest, and the previous stable (so a rollback is instant).
+    Loaded: the serving version, every labelled version and the previous stable (so a rollback is
+    instant), each only if its files are whole.
     """
     names = names or registry.models()
     if not names:
@@ -55,8 +59,14 @@ def model_server_config(
     config = model_server_config_pb2.ModelServerConfig()
     for name in names:
         state = registry.state(name)
-        previous = [h["version"] for h in state.history[-2:-1] if h["version"] in registry.versions(name)]
-        versions = sorted({registry.versions(name)[-1], *state.labels.values(), *previous})
+        serving = registry.serving_version(name)
+        labels = {label: version for label, version in state.labels.items() if registry.can_serve(name, version)}
+        labels[STABLE] = serving  # stable itself if it can serve, else the stable before it
+        previous = [h["version"] for h in state.history[-2:-1] if registry.can_serve(name, h["version"])]
+        skipped = sorted(set(state.labels.values()) - set(labels.values()))
+        if skipped:
+            log.warning("%s: version(s) %s cannot serve and are left out of the model config", name, skipped)
+        versions = sorted({serving, *labels.values(), *previous})
         model = config.model_config_list.config.add()
         model.name = name
         model.base_path = (
@@ -64,7 +74,7 @@ def model_server_config(
         )
         model.model_platform = "tensorflow"
         model.model_version_policy.specific.versions.extend(versions)
-        for label, version in sorted(state.labels.items()):
+        for label, version in sorted(labels.items()):
             model.version_labels[label] = version
     validate_model_config(config, "generated models.config")
     return config

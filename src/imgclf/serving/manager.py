@@ -3,11 +3,17 @@
 Follows TF Serving's ``ServerCore`` with the ``AvailabilityPreservingPolicy``: each model's base
 path is polled for integer version directories; the versions the policy wants (latest N, all, or
 specific) are loaded in the background, warmed up from ``assets.extra``, and marked AVAILABLE;
-only then are versions the policy no longer wants unloaded, and the last working version is never
-unloaded for one that failed. A failed version is reported as END with its error and is not
-retried while its directory stays in place; the policy then picks among the versions that work
-(so a broken newest version at start-up leaves the previous one serving, where TF Serving would
-serve nothing).
+only then are versions the policy no longer wants unloaded. A version that fails to load never
+displaces one that serves, whatever the policy names: while no wanted version is AVAILABLE, the
+newest loaded one stays (so a broken newest version, or a ``specific`` policy naming only a broken
+one, leaves the previous version serving, where TF Serving could serve nothing).
+
+Before loading, a version's files are checked (``imgclf.contract.check_export``: the export's
+manifest, or a parseable ``saved_model.pb``), so a directory still being copied is not loaded
+half-way. A failed version is reported as END with its error (status, log, the
+``:imgclf:serving:failed_versions`` gauge) and retried when its directory changes: at once for a
+version whose files were incomplete, after a backoff that doubles per failed load (from
+``retry_backoff_seconds`` up to ``MAX_RETRY_BACKOFF_SECONDS``) for one that TensorFlow refused.
 
 Example:
     >>> manager = ModelManager(load_model_config(options), ServingMetrics())
@@ -24,9 +30,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tensorflow_serving.config import file_system_storage_path_source_pb2, model_server_config_pb2
 
+from imgclf.contract import check_export, directory_fingerprint, version_directories
 from imgclf.errors import ServingError
 from imgclf.serving.metrics import ServingMetrics
 from imgclf.serving.options import validate_model_config
@@ -38,6 +46,8 @@ ModelConfig = model_server_config_pb2.ModelConfig
 VersionPolicy = file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy
 
 START, LOADING, AVAILABLE, END = "START", "LOADING", "AVAILABLE", "END"
+MAX_RETRY_BACKOFF_SECONDS = 60.0
+__all__ = ["ModelManager", "VersionStatus", "aspired_versions", "version_directories"]
 
 
 @dataclass
@@ -49,6 +59,13 @@ class VersionStatus:
     error_code: str = "OK"
     error_message: str = ""
     servable: ServableVersion | None = None
+    failed_loads: int = 0  # TensorFlow refused it this many times in a row (sets the retry backoff)
+    fingerprint: Any = None  # the directory's files when it last failed
+    retry_after: float = 0.0  # monotonic time before which a changed directory is not retried
+
+    @property
+    def failed(self) -> bool:
+        return self.error_code != "OK"
 
 
 class _Model:
@@ -56,15 +73,7 @@ class _Model:
         self.config = config
         self.versions: dict[int, VersionStatus] = {}
         self.labels: dict[str, int] = dict(config.version_labels)
-
-
-def version_directories(base_path: Path) -> list[int]:
-    """Child directories of ``base_path`` whose names are integers (TF Serving's version dirs)."""
-    try:
-        children = list(Path(base_path).iterdir())
-    except OSError:
-        return []
-    return sorted(int(child.name) for child in children if child.name.isdigit() and child.is_dir())
+        self.retries: dict[int, int] = {}  # version → failed loads before its directory changed
 
 
 def aspired_versions(policy: VersionPolicy, found: list[int]) -> set[int]:
@@ -89,11 +98,13 @@ class ModelManager:
         enable_warmup: bool = True,
         warmup_iterations: int = 1,
         on_unload: Callable[[str, int], None] | None = None,
+        retry_backoff_seconds: float = 1.0,
     ) -> None:
         validate_model_config(config)
         self.metrics = metrics
         self.enable_warmup = enable_warmup
         self.warmup_iterations = warmup_iterations
+        self.retry_backoff_seconds = retry_backoff_seconds
         self.on_unload = on_unload
         self._lock = threading.RLock()  # guards _models and the VersionStatus objects
         self._sync_lock = threading.Lock()  # one load/unload pass at a time
@@ -216,40 +227,77 @@ class ModelManager:
 
     def _sync_model(self, model: _Model) -> None:
         name = model.config.name
-        found = version_directories(Path(model.config.base_path))
-        with self._lock:
-            for version in [v for v, s in model.versions.items() if v not in found and s.error_code != "OK"]:
-                del model.versions[version]  # a failed version that was removed may be retried
+        base = Path(model.config.base_path)
+        found = version_directories(base)
+        self._forget_failures(model, base, found)
+        policy = model.config.model_version_policy
         while True:
             with self._lock:
-                failed = {v for v, s in model.versions.items() if s.error_code != "OK"}
+                failed = {v for v, s in model.versions.items() if s.failed}
                 # Failed versions drop out of the policy's choice, so "latest" falls back to the newest
                 # version that works instead of leaving the model with nothing to serve.
-                wanted = aspired_versions(model.config.model_version_policy, [v for v in found if v not in failed])
+                wanted = aspired_versions(policy, [v for v in found if v not in failed])
                 to_load = [v for v in sorted(wanted, reverse=True) if self._needs_load(model, v)]
                 for version in to_load:
                     model.versions[version] = VersionStatus(version)
             if not to_load:
                 break
             for version in to_load:
-                self._load(model, version, Path(model.config.base_path) / str(version))
+                self._load(model, version, base / str(version))
         with self._lock:
             loaded = [s for s in model.versions.values() if s.state == AVAILABLE]
             unwanted = [s for s in loaded if s.version not in wanted]
-            keep_one = bool(wanted) and not any(s.version in wanted for s in loaded)
-            if keep_one and unwanted:  # availability first: never drop the last working version
-                unwanted.remove(max(unwanted, key=lambda s: s.version))
+            if found and unwanted and not any(s.version in wanted for s in loaded):
+                # Availability first: until a wanted version serves, the newest loaded one keeps
+                # serving (preferring one whose directory is still there).
+                keep = max(unwanted, key=lambda s: (s.version in found, s.version))
+                unwanted.remove(keep)
+                if aspired_versions(policy, found) - {keep.version}:
+                    log.warning("%s version %d keeps serving: no version the policy wants is available",
+                                name, keep.version)  # fmt: skip
+            failures = sum(1 for s in model.versions.values() if s.failed)
+        self.metrics.failed_versions.labels(name).set(failures)
         for status in sorted(unwanted, key=lambda s: s.version):
             self._unload(name, status)
+
+    def _forget_failures(self, model: _Model, base: Path, found: list[int]) -> None:
+        """Failed versions whose directory went away or changed are forgotten, so they are tried again."""
+        now = time.monotonic()
+        with self._lock:
+            failed = [s for s in model.versions.values() if s.failed]
+        for status in failed:
+            if status.version not in found:
+                changed = True
+            elif now < status.retry_after:
+                continue
+            else:
+                changed = directory_fingerprint(base / str(status.version)) != status.fingerprint
+            if changed:
+                with self._lock:
+                    if model.versions.get(status.version) is status:
+                        del model.versions[status.version]
+                        if status.version in found:
+                            log.info("%s version %d changed on disk; trying it again", model.config.name,
+                                     status.version)  # fmt: skip
+                            model.retries[status.version] = status.failed_loads
 
     @staticmethod
     def _needs_load(model: _Model, version: int) -> bool:
         status = model.versions.get(version)
-        return status is None or (status.state == END and status.error_code == "OK")
+        return status is None or (status.state == END and not status.failed)
 
     def _load(self, model: _Model, version: int, path: Path) -> None:
         name = model.config.name
         status = model.versions[version]
+        fingerprint = directory_fingerprint(path)
+        check = check_export(path)
+        if not check.complete:  # still being copied, or damaged: not worth a TensorFlow load
+            message = f"the version's files are not whole: {check.reason}"
+            log.warning("not loading %s version %d: %s", name, version, message)
+            with self._lock:
+                status.state, status.error_code, status.error_message = END, "FAILED_PRECONDITION", message
+                status.fingerprint, status.failed_loads = fingerprint, model.retries.pop(version, 0)
+            return
         with self._lock:
             status.state = LOADING
         log.info("loading %s version %d from %s", name, version, path)
@@ -266,10 +314,16 @@ class ModelManager:
             message = error.message if isinstance(error, ServingError) else f"{type(error).__name__}: {error}"
             if servable is None:
                 self.metrics.load_attempt_count.labels(str(path), "fail").inc()
-            log.error("failed to load %s version %d: %s", name, version, message)
+            failed_loads = model.retries.pop(version, 0) + 1
+            backoff = min(self.retry_backoff_seconds * 2 ** (failed_loads - 1), MAX_RETRY_BACKOFF_SECONDS)
+            log.error("failed to load %s version %d (retried when its files change, after %.1f s): %s",
+                      name, version, backoff, message)  # fmt: skip
             with self._lock:
                 status.state, status.error_code, status.error_message = END, code, message
+                status.fingerprint, status.failed_loads = fingerprint, failed_loads
+                status.retry_after = time.monotonic() + backoff
             return
+        model.retries.pop(version, None)
         with self._lock:
             status.servable, status.state = servable, AVAILABLE
         log.info("%s version %d is AVAILABLE (%.1f s)", name, version, time.perf_counter() - started)

@@ -81,6 +81,12 @@ class ServingMetrics:
             ["model_path"],
             registry=r,
         )
+        self.failed_versions = Gauge(
+            ":imgclf:serving:failed_versions",
+            "Versions on disk that failed to load (END with an error); retried when their files change.",
+            ["model_name"],
+            registry=r,
+        )
         self.batch_size = Histogram(
             ":imgclf:serving:batch_size",
             "Rows per model call made by the batching scheduler (after padding).",

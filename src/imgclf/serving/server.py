@@ -118,14 +118,17 @@ class ModelServer:
     def _watch_config_file(self) -> None:
         path = self.options.model_config_file
         assert path is not None
-        last = read_text(path)
+        applied, refused = read_text(path), None
         while not self._stopping.wait(self.options.model_config_file_poll_wait_seconds):
+            text = None
             try:
                 text = read_text(path)
-                if text == last:
+                if text == applied:
                     continue
-                last = text
                 self.manager.reload_config(parse_model_config(text, str(path)))
+                applied, refused = text, None
                 log.info("reloaded model config from %s", path)
-            except Exception as error:  # keep the running config; say why the new one was refused
-                log.error("model config %s not applied: %s", path, error)
+            except Exception as error:  # keep the running labels; try the same file again next time
+                if text != refused:  # (a labelled version may load later) but say why only once
+                    log.error("model config %s not applied: %s", path, error)
+                refused = text

@@ -1,0 +1,165 @@
+"""What makes a directory under a model's base path a whole export (standard library only).
+
+TF Serving treats every integer directory under a model's base path as a version. A version can be
+there but not whole: copied with ``cp -r`` or rsync while a server polls, or overwritten by hand.
+``imgclf export`` therefore writes, last, ``assets.extra/export_manifest.json``: the size and
+SHA-256 of every file of the export. ``check_export`` compares a directory with its manifest;
+an export made before manifests existed (or by another tool) is checked by its structure:
+``saved_model.pb`` must be a well-formed protocol buffer with a MetaGraph. Files added to a version
+after export (the gate's result, for example) are not in the manifest and do not matter.
+
+Example:
+    >>> write_manifest(Path("registry/cats_dogs/.export-1f2e"))
+    >>> check_export(Path("registry/cats_dogs/3"))
+    ExportCheck(complete=True, reason='', verified=True)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+SAVED_MODEL_FILE = "saved_model.pb"
+MANIFEST_FILE = Path("assets.extra") / "export_manifest.json"
+MANIFEST_FORMAT = 1
+
+
+def version_directories(base_path: str | Path) -> list[int]:
+    """Child directories of ``base_path`` whose names are integers (TF Serving's version dirs), ascending."""
+    try:
+        children = list(Path(base_path).iterdir())
+    except OSError:
+        return []
+    return sorted(int(child.name) for child in children if child.name.isdigit() and child.is_dir())
+
+
+@dataclass(frozen=True)
+class ExportCheck:
+    complete: bool
+    reason: str = ""  # why not, when not complete
+    verified: bool = False  # True: checked against the export's manifest; False: by structure only
+
+
+def write_manifest(export_dir: Path) -> Path:
+    """Record every file of ``export_dir`` (size and SHA-256); call it after the last file is written."""
+    files = {}
+    for path in sorted(_files(export_dir)):
+        relative = path.relative_to(export_dir).as_posix()
+        files[relative] = {"size": path.stat().st_size, "sha256": _sha256(path)}
+    target = export_dir / MANIFEST_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps({"format": MANIFEST_FORMAT, "files": files}, indent=1) + "\n", encoding="utf-8")
+    return target
+
+
+def check_export(version_dir: Path) -> ExportCheck:
+    """Whether ``version_dir`` holds a whole export (see the module docstring)."""
+    manifest_path = version_dir / MANIFEST_FILE
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return _check_structure(version_dir)
+    except (OSError, ValueError) as error:
+        return ExportCheck(False, f"its manifest cannot be read ({type(error).__name__}): still being copied?")
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or SAVED_MODEL_FILE not in files:
+        return ExportCheck(False, f"its manifest {MANIFEST_FILE} lists no {SAVED_MODEL_FILE}")
+    for relative, expected in sorted(files.items()):
+        path = version_dir / relative
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return ExportCheck(False, f"{relative} is missing")
+        if size != expected.get("size"):
+            return ExportCheck(False, f"{relative} has {size} of its {expected.get('size')} bytes")
+        if _sha256(path) != expected.get("sha256"):
+            return ExportCheck(False, f"{relative} does not match its checksum")
+    return ExportCheck(True, verified=True)
+
+
+def directory_fingerprint(version_dir: Path) -> tuple[tuple[str, int, int], ...]:
+    """Every file's path, size and modification time: changes while files are copied in."""
+    entries = []
+    for path in _files(version_dir):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        entries.append((path.relative_to(version_dir).as_posix(), stat.st_size, stat.st_mtime_ns))
+    return tuple(sorted(entries))
+
+
+def _check_structure(version_dir: Path) -> ExportCheck:
+    try:
+        data = (version_dir / SAVED_MODEL_FILE).read_bytes()
+    except OSError:
+        return ExportCheck(False, f"no {SAVED_MODEL_FILE}")
+    if not _has_meta_graph(data):
+        return ExportCheck(False, f"{SAVED_MODEL_FILE} is not a SavedModel (cut short or corrupt)")
+    variables = version_dir / "variables"
+    if variables.is_dir() and not (variables / "variables.index").is_file():
+        return ExportCheck(False, "variables/variables.index is missing")
+    return ExportCheck(True)
+
+
+def _has_meta_graph(data: bytes) -> bool:
+    """Whether ``data`` parses as a ``SavedModel`` message's top level with at least one ``meta_graphs``.
+
+    Walks the protocol buffer wire format (fields 1: int64 schema version, 2: MetaGraphDef), so
+    a cut-short or overwritten file is told apart without importing TensorFlow.
+    """
+    position, meta_graphs = 0, 0
+    while position < len(data):
+        key, position = _varint(data, position)
+        if key is None:
+            return False
+        field, wire_type = key >> 3, key & 7
+        if field == 0:
+            return False
+        if wire_type == 0:
+            value, position = _varint(data, position)
+            if value is None:
+                return False
+        elif wire_type == 2:
+            length, position = _varint(data, position)
+            if length is None or position + length > len(data):
+                return False
+            position += length
+            meta_graphs += field == 2
+        elif wire_type in (1, 5):
+            position += 8 if wire_type == 1 else 4
+            if position > len(data):
+                return False
+        else:  # groups (3, 4) are not used by SavedModel; 6 and 7 do not exist
+            return False
+    return meta_graphs > 0
+
+
+def _varint(data: bytes, position: int) -> tuple[int | None, int]:
+    value, shift = 0, 0
+    while position < len(data) and shift < 64:
+        byte = data[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, position
+        shift += 7
+    return None, position
+
+
+def _files(root: Path) -> list[Path]:
+    found = []
+    for directory, _, names in os.walk(root):
+        found += [Path(directory) / name for name in names]
+    return [path for path in found if path.relative_to(root) != MANIFEST_FILE]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
