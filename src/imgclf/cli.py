@@ -301,13 +301,19 @@ def export(
 
 @app.command()
 def predict(
-    model_dir: Annotated[Path, typer.Argument(help="Export version directory, or a model directory (latest version).")],
+    model_dir: Annotated[
+        Path, typer.Argument(help="Export version directory, or a model directory (the version serving).")
+    ],
     images: Annotated[list[Path], typer.Argument(help="Image files.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
     """Classify image files with an exported model."""
     from imgclf.export.inference import ExportedModel
+    from imgclf.registry.store import STATE_FILE, Registry
 
+    model_dir = model_dir.expanduser()
+    if (model_dir / STATE_FILE).is_file():  # a registry model: the version its traffic gets, not a candidate
+        model_dir = model_dir / str(Registry(model_dir.parent).serving_version(model_dir.name))
     results = ExportedModel.load(model_dir).classify_files(list(images))
     for result in results:
         if as_json:

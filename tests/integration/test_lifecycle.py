@@ -101,7 +101,8 @@ def test_exported_model_matches_in_process_scores(shapes_run, tmp_path):
 
     # A second export is version 2; nothing half-written is left behind.
     assert export_run(shapes_run.path, tmp_path / "registry", name="shapes").name == "2"
-    assert sorted(p.name for p in (tmp_path / "registry" / "shapes").iterdir()) == ["1", "2"]
+    names = sorted(p.name for p in (tmp_path / "registry" / "shapes").iterdir())
+    assert names == [".registry.json.lock", "1", "2", "registry.json"]  # the state: 1 stable, 2 a candidate
     assert resolve_version_dir(tmp_path / "registry" / "shapes").name == "2"
 
 
