@@ -135,8 +135,9 @@ class LocalBackend:
 
     It follows the registry's state (``imgclf models promote``/``rollback``/``label``): every
     ``poll_seconds`` it applies the same model config ``imgclf models tfserving-config`` writes
-    (labelled versions, the newest and the previous stable loaded; labels set) with the model
-    server's config reload, which loads new versions before unloading old ones.
+    (whole labelled versions and the previous stable loaded; labels set) with the model server's
+    config reload, which loads new versions before unloading old ones and never unloads the one
+    serving for one that failed.
     """
 
     def __init__(
@@ -169,6 +170,7 @@ class LocalBackend:
 
         self._registry = Registry(registry)
         self._applied: str | None = None
+        self._refused: str | None = None
         self._stop = threading.Event()
         self._predictor.manager.poll_once()
         self.follow_registry()
@@ -180,18 +182,21 @@ class LocalBackend:
 
     def follow_registry(self) -> None:
         """Apply the registry's current state to the loaded versions (no-op when unchanged)."""
+        from imgclf.errors import ImgclfError
         from imgclf.registry.tfserving import model_server_config
 
-        config = model_server_config(self._registry, names=[self.model_name])
-        text = str(config)
-        if text == self._applied:
-            return
         try:
+            config = model_server_config(self._registry, names=[self.model_name])
+            text = str(config)
+            if text == self._applied:
+                return
             self._predictor.manager.reload_config(config)
-        except Exception as error:  # e.g. a labelled version that does not load: keep serving, retry
-            log.warning("registry state of %s not applied yet: %s", self.model_name, error)
+        except ImgclfError as error:  # e.g. a labelled version that does not load: keep serving, retry
+            if str(error) != self._refused:  # said once, not every second
+                log.warning("registry state of %s not applied yet: %s", self.model_name, error)
+                self._refused = str(error)
             return
-        self._applied = text
+        self._applied, self._refused = text, None
 
     def _follow(self, interval: float) -> None:
         while not self._stop.wait(interval):

@@ -74,6 +74,7 @@ class _Model:
         self.versions: dict[int, VersionStatus] = {}
         self.labels: dict[str, int] = dict(config.version_labels)
         self.retries: dict[int, int] = {}  # version → failed loads before its directory changed
+        self.kept: int | None = None  # the version kept serving although the policy no longer wants it
 
 
 def aspired_versions(policy: VersionPolicy, found: list[int]) -> set[int]:
@@ -252,9 +253,12 @@ class ModelManager:
                 # serving (preferring one whose directory is still there).
                 keep = max(unwanted, key=lambda s: (s.version in found, s.version))
                 unwanted.remove(keep)
-                if aspired_versions(policy, found) - {keep.version}:
+                if model.kept != keep.version:  # said once, not on every poll
                     log.warning("%s version %d keeps serving: no version the policy wants is available",
                                 name, keep.version)  # fmt: skip
+                model.kept = keep.version
+            else:
+                model.kept = None
             failures = sum(1 for s in model.versions.values() if s.failed)
         self.metrics.failed_versions.labels(name).set(failures)
         for status in sorted(unwanted, key=lambda s: s.version):
