@@ -259,7 +259,8 @@ class ModelManager:
                 model.kept = keep.version
             else:
                 model.kept = None
-            failures = sum(1 for s in model.versions.values() if s.failed)
+            named = aspired_versions(policy, found)  # a failure counts while the policy still names it
+            failures = sum(1 for s in model.versions.values() if s.failed and s.version in named)
         self.metrics.failed_versions.labels(name).set(failures)
         for status in sorted(unwanted, key=lambda s: s.version):
             self._unload(name, status)
