@@ -102,3 +102,40 @@ def test_declared_size_agrees_with_pillow(cats_dogs_dir, flowers_dir):
     for other in ("GIF", "WEBP", "BMP"):
         assert declared_size(encode(pixels, other)) is None
     assert declared_size(b"\xff\xd8\xff\xd9") is None and declared_size(b"\x89PNG\r\n\x1a\n") is None
+
+
+def test_files_made_of_endless_structure_are_refused_without_walking_it_all():
+    """Issue 17: a 10 MB JPEG of 2.6 million empty COM segments cost 2 s of CPU and 250 MB; a PNG of
+    tiny chunks is the same trick. Both are refused at the first segment past the cap."""
+    import time
+
+    from imgclf.gateway.image_structure import MAX_JPEG_SEGMENTS, MAX_PNG_CHUNKS
+
+    real = encode(random_pixels(64, 64, seed=1), "JPEG")
+    comments = b"\xff\xd8" + b"\xff\xfe\x00\x02" * 2_600_000 + real[2:]
+    tiny_chunk = struct.pack(">I", 0) + b"tEXt" + b"\x00" * 4
+    png = encode(random_pixels(8, 8, seed=1), "PNG")
+    chunks = png[:33] + tiny_chunk * 200_000 + png[33:]
+    for data, cap in ((comments, MAX_JPEG_SEGMENTS), (chunks, MAX_PNG_CHUNKS)):
+        started = time.process_time()
+        with pytest.raises(UploadError) as caught:
+            validate_image(data, UploadLimits(max_bytes=20_000_000))
+        assert caught.value.code == "corrupt_image" and f"more than {cap}" in caught.value.message
+        assert time.process_time() - started < 1.0  # generous: it stops after the cap (milliseconds)
+    # Real files are far from the caps: an ICC profile split over many APP2 segments still passes.
+    icc = b"".join(b"\xff\xe2" + struct.pack(">H", 16) + b"ICC_PROFILE\x00\x01\x01" for _ in range(255))
+    assert validate_image(real[:2] + icc + real[2:], UploadLimits()).format == "JPEG"
+
+
+def test_a_whole_jpeg_with_garbage_scan_data_is_classified_as_the_readme_says(cats_dogs_dir):
+    """libjpeg (in TensorFlow, TF Serving and Pillow) decodes what it can of garbage entropy-coded data;
+    the structure is whole, so validation lets it through and the model classifies it."""
+    import numpy as np
+    import tensorflow as tf
+
+    data = bytearray(sorted((cats_dogs_dir / "validation" / "cats").iterdir())[0].read_bytes())
+    sos = data.find(b"\xff\xda")
+    start, end = sos + 2 + int.from_bytes(data[sos + 2 : sos + 4], "big"), data.rfind(b"\xff\xd9")
+    data[start:end] = np.random.default_rng(0).integers(0, 255, end - start, dtype=np.uint8).tobytes()
+    assert validate_image(bytes(data), UploadLimits()).format == "JPEG"
+    assert tf.io.decode_image(bytes(data), channels=3).shape[2] == 3

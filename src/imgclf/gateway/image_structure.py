@@ -18,12 +18,19 @@ start-of-frame segment; IHDR), so the common uploads need no Pillow at all; anyt
 (other formats, an animated PNG, a JPEG without a frame header before its scan) returns None and
 is read by Pillow, as before.
 
-What these checks cannot see (a complete file whose compressed data is garbage) the model's
-decode refuses: the model server answers INVALID_ARGUMENT for that request alone (its batching
-engine re-runs a failed batch request by request), which the gateway answers as ``corrupt_image``
-naming the image (``imgclf.gateway.service``). A real TF Serving fails a merged batch as a whole,
-so behind one such a file can also fail the requests batched with it; truncated files, the common
-case, never reach a batch.
+What these checks cannot see (a complete file whose compressed data is broken) goes to the
+model's decode. Where that decode refuses the file, the model server answers INVALID_ARGUMENT for
+that request alone (its batching engine re-runs a failed batch request by request), which the
+gateway answers as ``corrupt_image`` naming the image (``imgclf.gateway.service``). A JPEG whose
+entropy-coded data is garbage but whose markers are intact is *not* refused: libjpeg (inside
+TensorFlow, as inside TF Serving and Pillow) warns "Corrupt JPEG data" and returns what it could
+decode, so such a file is classified like any image (usually with low confidence). A real TF
+Serving fails a merged batch as a whole, so behind one a refused file can also fail the requests
+batched with it; truncated files, the common case, never reach a batch.
+
+The work per file is bounded: at most ``MAX_JPEG_SEGMENTS`` header segments and
+``MAX_PNG_CHUNKS`` chunks are walked (a 10 MB file of empty segments is refused at once, not
+walked for seconds), and the walk keeps nothing but its position.
 
 Example:
     >>> check_structure(open("cat.jpg", "rb").read(), "JPEG")     # whole
@@ -43,6 +50,11 @@ _STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RST0-7: no l
 _SOS, _EOI = 0xDA, 0xD9
 _START_OF_FRAME = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOF0-15 less DHT, JPG, DAC
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Real files stay far below these (a JPEG has a dozen header segments, ICC profiles split in at most
+# 255 more; a PNG of a few MB some hundreds of IDAT chunks); hostile files made of empty segments
+# would otherwise cost seconds of CPU each.
+MAX_JPEG_SEGMENTS = 1024
+MAX_PNG_CHUNKS = 65536
 
 
 def declared_size(data: bytes) -> tuple[str, int, int] | None:
@@ -71,6 +83,8 @@ def _jpeg_size(data: bytes) -> tuple[str, int, int] | None:
                 height = int.from_bytes(data[start + 5 : start + 7], "big")
                 width = int.from_bytes(data[start + 7 : start + 9], "big")
                 return ("JPEG", width, height) if width and height else None
+    except _TooComplex:
+        raise  # refused here: Pillow's own walk of such a file costs seconds
     except UploadError:
         return None  # cut or broken headers: Pillow and check_structure say what is wrong
     return None  # no frame header before the scan
@@ -88,6 +102,13 @@ def check_structure(data: bytes, fmt: str) -> bool:
     return True
 
 
+class _TooComplex(UploadError):
+    """More structure than any real image has: refused before anything else reads it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("corrupt_image", f"the image does not decode: {message}")
+
+
 def _truncated(message: str) -> UploadError:
     return UploadError("truncated_image", f"the image is truncated: {message}")
 
@@ -101,8 +122,11 @@ def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
 
     Raises ``UploadError`` where the headers are cut short or are not JPEG markers.
     """
-    position, size = 2, len(data)  # after SOI (the format was recognised from it)
+    position, size, segments = 2, len(data), 0  # after SOI (the format was recognised from it)
     while True:
+        segments += 1
+        if segments > MAX_JPEG_SEGMENTS:
+            raise _TooComplex(f"the JPEG has more than {MAX_JPEG_SEGMENTS} header segments before its image data")
         if position + 2 > size:
             raise _truncated("the JPEG ends inside its headers")
         if data[position] != 0xFF:
@@ -129,14 +153,19 @@ def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
 
 
 def _check_jpeg(data: bytes) -> None:
-    *_, (_, _, scan_start) = _jpeg_segments(data)  # the last segment is the scan's header
+    scan_start = 0
+    for _, _, end in _jpeg_segments(data):  # streamed: the last segment is the scan's header
+        scan_start = end
     if data.rfind(b"\xff\xd9", scan_start) < 0:
         raise _truncated("the JPEG ends before its end-of-image marker")
 
 
 def _check_png(data: bytes) -> None:
-    position, size = 8, len(data)  # after the signature
+    position, size, chunks = 8, len(data), 0  # after the signature
     while position + 8 <= size:
+        chunks += 1
+        if chunks > MAX_PNG_CHUNKS:
+            raise _TooComplex(f"the PNG has more than {MAX_PNG_CHUNKS} chunks")
         kind = data[position + 4 : position + 8]
         if not kind.isalpha():
             raise _corrupt(f"no PNG chunk type at byte {position + 4}")

@@ -9,7 +9,8 @@
 - In-flight count (``LiveRequests``) from the first byte in to the last byte out: background work
   (shadow copies) waits for gaps in it.
 - An unexpected exception becomes a 500 in the usual error shape (with ``X-Request-ID``) and a
-  logged traceback; it never takes the process down.
+  logged traceback; it never takes the process down. A client that hangs up before its request
+  was read is counted and logged as 499 (nginx's "client closed request"), not as a server error.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import uuid
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,6 +33,7 @@ from imgclf.logs import request_id_var
 
 access_log = logging.getLogger("imgclf.gateway.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+CLIENT_CLOSED = 499  # nginx's "client closed request": counted apart from the server's own errors
 
 
 class BodyTooLarge(HTTPException):
@@ -83,6 +86,9 @@ class RequestContextMiddleware:
                 await JSONResponse(body, status_code=413, headers={"Connection": "close"})(scope, receive, send_with_id)
             else:
                 await self.app(scope, limited_receive, send_with_id)
+        except ClientDisconnect:  # the client hung up before its request was read: nobody to answer
+            status = CLIENT_CLOSED
+            access_log.info("client closed the request before sending all of it")
         except Exception:  # a bug: answer in the error shape, with the request id, and log it
             access_log.exception("unhandled error")
             if not responded:

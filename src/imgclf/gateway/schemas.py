@@ -148,14 +148,17 @@ class PredictionPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last page.")
 
 
-Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# Text a person typed (labels, reviewer names, filters): no control characters. A NUL is refused by
+# PostgreSQL, and a line break in a label would add a class to the next export's labels.txt.
+PLAIN_TEXT = r"^[^\x00-\x1f\x7f]*$"
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=PLAIN_TEXT)]
 
 
 class ReviewRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     label: Label = Field(description="The correct class; a name the model does not know is recorded as a new class.")
-    reviewer: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = Field(
+    reviewer: Label | None = Field(
         None, description="Who reviewed; defaults to the API key's name."
     )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -97,17 +98,24 @@ def _decode_cursor(cursor: str, columns: Sequence[InstrumentedAttribute]) -> lis
         values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if not isinstance(values, list) or len(values) != len(columns):
             raise ValueError("wrong length")
-        decoded = []
-        for column, value in zip(columns, values, strict=True):
-            python_type = column.type.python_type
-            if python_type is datetime:
-                value = datetime.fromisoformat(value)
-            elif not isinstance(value, python_type) and not (python_type is float and isinstance(value, int)):
-                raise ValueError(f"{column.key} is not {python_type.__name__}")
-            decoded.append(value)
-        return decoded
-    except (ValueError, TypeError, UnicodeDecodeError) as error:
+        return [_cursor_value(column, value) for column, value in zip(columns, values, strict=True)]
+    except (ValueError, TypeError, UnicodeDecodeError, OverflowError) as error:
         raise InvalidCursorError(f"invalid cursor ({error}); use the next_cursor of a previous page") from None
+
+
+def _cursor_value(column: InstrumentedAttribute, value: Any) -> Any:
+    """A cursor value checked as strictly as the database would (PostgreSQL refuses NUL, non-finite
+    floats compare oddly, a bool is no number), so a tampered cursor is a client error."""
+    python_type = column.type.python_type
+    if python_type is datetime:
+        return as_utc(datetime.fromisoformat(value))  # OverflowError: no UTC equivalent
+    if isinstance(value, bool) or not isinstance(value, python_type | (int if python_type is float else python_type)):
+        raise ValueError(f"{column.key} is not {python_type.__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{column.key} is not a finite number")
+    if isinstance(value, str) and ("\x00" in value or len(value) > 64):
+        raise ValueError(f"{column.key} is not an id")
+    return value
 
 
 def _after(columns: Sequence[InstrumentedAttribute], values: Sequence[Any], descending: bool) -> Any:

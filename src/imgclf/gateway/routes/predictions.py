@@ -10,18 +10,35 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
+from pydantic import AfterValidator
 
 from imgclf.gateway.api_keys import KeyInfo
 from imgclf.gateway.app import Gateway
 from imgclf.gateway.dependencies import get_gateway, require_scope
-from imgclf.gateway.schemas import PredictionPage, PredictionRecord
-from imgclf.storage.predictions import PredictionFilter, ReviewStatus, get_prediction, list_predictions
+from imgclf.gateway.schemas import PLAIN_TEXT, PredictionPage, PredictionRecord
+from imgclf.storage.predictions import PredictionFilter, ReviewStatus, as_utc, get_prediction, list_predictions
 
 router = APIRouter(prefix="/v1", tags=["predictions"])
 
-PredictionId = Annotated[str, Path(min_length=1, max_length=64)]
+PredictionId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 PageSize = Annotated[int, Query(ge=1, le=500)]
-Cursor = Annotated[str | None, Query(max_length=500, description="next_cursor from the previous page.")]
+Cursor = Annotated[
+    str | None, Query(max_length=500, pattern=r"^[A-Za-z0-9_=-]*$", description="next_cursor from the previous page.")
+]
+INT4_MAX = 2**31 - 1  # the prediction log's model_version column
+
+
+def _in_utc(moment: datetime | None) -> datetime | None:
+    """Refuse a time that has no UTC equivalent (e.g. 9999-12-31T23:59:59-14:00)."""
+    if moment is not None:
+        try:
+            as_utc(moment)
+        except OverflowError:
+            raise ValueError("the time is outside the range that can be expressed in UTC") from None
+    return moment
+
+
+Moment = Annotated[datetime | None, AfterValidator(_in_utc)]
 
 
 def _owner(key: KeyInfo) -> str | None:
@@ -42,10 +59,10 @@ def get_one(
 def list_all(
     key: Annotated[KeyInfo, Depends(require_scope("predict", "review"))],
     gateway: Annotated[Gateway, Depends(get_gateway)],
-    since: Annotated[datetime | None, Query(description="Created at or after (ISO 8601; UTC if no offset).")] = None,
-    until: Annotated[datetime | None, Query(description="Created before.")] = None,
-    label: Annotated[str | None, Query(max_length=200)] = None,
-    model_version: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    since: Annotated[Moment, Query(description="Created at or after (ISO 8601; UTC if no offset).")] = None,
+    until: Annotated[Moment, Query(description="Created before.")] = None,
+    label: Annotated[str | None, Query(max_length=200, pattern=PLAIN_TEXT)] = None,
+    model_version: Annotated[int | None, Query(ge=1, le=INT4_MAX)] = None,
     min_confidence: Annotated[float | None, Query(ge=0, le=1)] = None,
     max_confidence: Annotated[float | None, Query(ge=0, le=1)] = None,
     review_status: ReviewStatus | None = None,
