@@ -212,3 +212,20 @@ def test_resume_after_the_process_is_killed(shapes_dir, tmp_path):
     assert epochs[-1] == 29
     assert epochs == sorted(set(epochs))  # no epoch run twice
     assert len(epochs) >= 29  # at most the epoch in flight at the kill is missing from the log
+
+
+def test_export_refuses_labels_it_cannot_write_back(shapes_run, tmp_path, capsys):
+    """Issue 17: a label with a line break (from a review, before labels were checked) gave labels.txt
+    more lines than the model has classes, and every prediction of that export failed."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(shapes_run.path, run)
+    classes = (run / "labels.txt").read_text().split()
+    (run / "labels.txt").write_text("\n".join(["circle\nfox", *classes[1:]]) + "\n")
+    (tmp_path / "registry").mkdir()
+    refused = run_cli(["export", run, "--registry", tmp_path / "registry"], capsys)
+    _one_error_line(*refused[::2], "names 4 classes but the model has 3")
+    (run / "labels.txt").write_text("\n".join(["circ\tle", *classes[1:]]) + "\n")
+    _one_error_line(*run_cli(["export", run, "--registry", tmp_path / "registry"], capsys)[::2], "control character")
+    assert not list((tmp_path / "registry").rglob("saved_model.pb"))

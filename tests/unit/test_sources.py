@@ -83,3 +83,31 @@ def test_manifest_with_unknown_split(tmp_path):
     manifest = write_csv(tmp_path / "m.csv", [["1.png", "a", "holdout"]])
     with pytest.raises(DatasetError, match="unknown split 'holdout'"):
         load_dataset(manifest)
+
+
+def test_labels_with_control_characters_are_refused_where_they_enter(tmp_path):
+    """Issue 17: a review label 'cats\\ndogs' reached training through a manifest and split the
+    export's labels.txt; a folder name can carry the same."""
+    image = _image(tmp_path / "img" / "a.png")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f'path,label\n{image},"cats\ndogs"\n', encoding="utf-8")
+    with pytest.raises(DatasetError, match="control character"):
+        load_dataset(manifest)
+    _image(tmp_path / "tree" / "ca\tts" / "a.png")
+    _image(tmp_path / "tree" / "dogs" / "b.png")
+    with pytest.raises(DatasetError, match="control character"):
+        load_dataset(tmp_path / "tree")
+
+
+def test_manifest_labels_are_safe_in_a_spreadsheet_and_read_back_exactly(tmp_path):
+    """OWASP CSV injection: no cell starts with = + - @; labels still round-trip unchanged."""
+    from imgclf.data.sources import Sample
+
+    labels = ['=HYPERLINK("http://evil","x")', "+1", "-2", "@SUM(A1)", "'quoted", "''", "plain", "a=b"]
+    samples = [Sample(_image(tmp_path / "img" / f"{i}.png", seed=i), label) for i, label in enumerate(labels)]
+    out = write_manifest(samples, tmp_path / "reviewed.csv")
+    import csv
+
+    cells = [row[1] for row in csv.reader(out.open(encoding="utf-8"))][1:]
+    assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@")]
+    assert [s.label for s in load_dataset(out).samples] == labels

@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,32 @@ class Dataset:
         return {split: dict(sorted(counter.items())) for split, counter in table.items()}
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# OWASP CSV injection: a cell starting with one of these is a formula to a spreadsheet. Such labels
+# are written with a leading apostrophe, and so is a label that starts with one, so reading strips
+# exactly one and gives the label back unchanged.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def check_label(label: str, where: str) -> str:
+    """A class name as it may enter training: no control characters (a line break in a label would
+    add a class to the export's labels.txt), not empty."""
+    if not label.strip():
+        raise DatasetError(f"{where}: empty label")
+    if _CONTROL.search(label):
+        raise DatasetError(f"{where}: the label {label!r} contains a control character (line break, tab, NUL...)")
+    return label
+
+
+def escape_cell(value: str) -> str:
+    """``value`` as a CSV cell no spreadsheet runs as a formula (``unescape_cell`` reverses it)."""
+    return "'" + value if value.startswith(_FORMULA_STARTS) else value
+
+
+def unescape_cell(value: str) -> str:
+    return value[1:] if value.startswith("'") and value[1:].startswith(_FORMULA_STARTS) else value
+
+
 def load_dataset(path: str | Path) -> Dataset:
     """Read a folder tree or a CSV manifest; raise DatasetError with a one-line reason if unusable."""
     root = Path(path).expanduser()
@@ -139,10 +166,12 @@ def _load_folder(root: Path) -> Dataset:
                 )
             seen_splits[split] = split_folder
             for class_folder in _class_folders(split_folder):
-                samples += [Sample(f, class_folder.name, split) for f in _files_under(class_folder)]
+                label = check_label(class_folder.name, f"folder {class_folder}")
+                samples += [Sample(f, label, split) for f in _files_under(class_folder)]
     else:
         for class_folder in subfolders:
-            samples += [Sample(f, class_folder.name, None) for f in _files_under(class_folder)]
+            label = check_label(class_folder.name, f"folder {class_folder}")
+            samples += [Sample(f, label, None) for f in _files_under(class_folder)]
     return Dataset(root.resolve(), "folder", samples)
 
 
@@ -181,7 +210,8 @@ def _load_manifest(csv_path: Path) -> Dataset:
                 raise DatasetError(
                     f"manifest {csv_path} line {line_number}: unknown split {split_value!r} (use train, val or test)"
                 )
-        samples.append(Sample(file_path, row["label"], split))
+        label = check_label(unescape_cell(row["label"]), f"manifest {csv_path} line {line_number}")
+        samples.append(Sample(file_path, label, split))
     if absent:
         raise DatasetError(f"manifest {csv_path} lists {len(absent)} missing file(s), first: {absent[0]}")
     return Dataset(base, "csv", samples)
@@ -204,6 +234,6 @@ def write_manifest(samples: list[Sample], csv_path: str | Path, absolute: bool =
             shown = sample.path.resolve()
             if not absolute and shown.is_relative_to(base):
                 shown = shown.relative_to(base)
-            writer.writerow([shown.as_posix(), sample.label, sample.split or ""])
+            writer.writerow([shown.as_posix(), escape_cell(sample.label), sample.split or ""])
     tmp.replace(out)
     return out

@@ -143,6 +143,24 @@ def _threshold(run: RunDir, classes: list[str]) -> tuple[float | None, str]:
     return 0.5, "default 0.5 (run not evaluated)"
 
 
+def _check_classes(classes: list[str], model: keras.Model, run: RunDir) -> None:
+    """Refuse labels that ``assets/labels.txt`` cannot hold one per line, or that do not match the
+    model's outputs: every prediction of such an export would fail or be mislabelled."""
+    from imgclf.data.sources import check_label
+    from imgclf.errors import DatasetError
+
+    try:
+        for label in classes:
+            check_label(label, f"{run.labels}")
+    except DatasetError as error:
+        raise ExportError(f"cannot export: {error}") from None
+    units = model.output_shape[-1]
+    if (2 if units == 1 else units) != len(classes):
+        raise ExportError(
+            f"cannot export: {run.labels} names {len(classes)} classes but the model has {units} output(s)"
+        )
+
+
 def export_run(
     run_dir: str | Path, registry: str | Path, name: str | None = None, reference_data: str | None = None
 ) -> Path:
@@ -161,6 +179,7 @@ def export_run(
     spec = preprocessing_spec(config)
     threshold, threshold_source = _threshold(run, classes)
     model = keras.models.load_model(run.best_checkpoint, compile=False)
+    _check_classes(classes, model, run)
 
     base = Path(registry).expanduser().resolve() / name
     base.mkdir(parents=True, exist_ok=True)
