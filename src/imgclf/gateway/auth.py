@@ -25,24 +25,49 @@ from sqlalchemy.exc import SQLAlchemyError
 from imgclf.errors import DatabaseUnavailableError
 from imgclf.gateway.api_keys import KeyInfo, authenticate
 
-MAX_CACHED_KEYS = 10_000
+MAX_CACHED_KEYS = 10_000  # valid keys remembered (least recently checked dropped first)
+MAX_CACHED_MISSES = 10_000  # unknown or revoked keys remembered, apart: they never push out valid ones
 
 
 class Authenticator:
+    """Checks keys; valid keys and misses are cached apart, so a flood of made-up keys (which needs no
+    credentials) cannot push the valid ones out and leave real clients at 503 during an outage."""
+
     def __init__(self, engine: Engine, cache_seconds: float = 30, clock: Callable[[], float] = time.monotonic) -> None:
         self.engine = engine
         self.cache_seconds = cache_seconds
         self.clock = clock
-        self._cache: dict[str, tuple[float, KeyInfo | None]] = {}
+        self._cache: dict[str, tuple[float, KeyInfo]] = {}
+        self._misses: dict[str, float] = {}
         self._lock = threading.Lock()
+
+    def _cached(self, digest: str) -> tuple[float, KeyInfo | None] | None:
+        with self._lock:
+            known = self._cache.get(digest)
+            if known is not None:
+                return known
+            missed = self._misses.get(digest)
+        return None if missed is None else (missed, None)
+
+    def _remember(self, digest: str, now: float, info: KeyInfo | None) -> None:
+        with self._lock:
+            if info is None:
+                self._cache.pop(digest, None)  # revoked: forget it as a valid key
+                if len(self._misses) >= MAX_CACHED_MISSES:
+                    self._misses.clear()
+                self._misses[digest] = now
+                return
+            self._misses.pop(digest, None)
+            self._cache.pop(digest, None)  # re-inserted last: the dict's order is least recently checked first
+            if len(self._cache) >= MAX_CACHED_KEYS:
+                del self._cache[next(iter(self._cache))]
+            self._cache[digest] = (now, info)
 
     def is_cached(self, presented: str | None) -> bool:
         """Whether ``authenticate(presented)`` answers from the cache, without the database."""
         if not presented:
             return True
-        digest = hashlib.sha256(presented.encode()).hexdigest()
-        with self._lock:
-            cached = self._cache.get(digest)
+        cached = self._cached(hashlib.sha256(presented.encode()).hexdigest())
         return cached is not None and self.clock() - cached[0] < self.cache_seconds
 
     def authenticate(self, presented: str | None) -> KeyInfo | None:
@@ -51,8 +76,7 @@ class Authenticator:
             return None
         digest = hashlib.sha256(presented.encode()).hexdigest()
         now = self.clock()
-        with self._lock:
-            cached = self._cache.get(digest)
+        cached = self._cached(digest)
         if cached is not None and now - cached[0] < self.cache_seconds:
             return cached[1]
         try:
@@ -61,8 +85,5 @@ class Authenticator:
             if cached is not None and cached[1] is not None:
                 return cached[1]  # the database is down: trust what it said last
             raise DatabaseUnavailableError("the database does not answer, so the API key cannot be checked") from None
-        with self._lock:
-            if len(self._cache) >= MAX_CACHED_KEYS:
-                self._cache.clear()
-            self._cache[digest] = (now, info)
+        self._remember(digest, now, info)
         return info
