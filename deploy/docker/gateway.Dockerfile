@@ -37,7 +37,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 USER 10001:10001
 WORKDIR /home/imgclf
 EXPOSE 8000
-# Liveness only: /readyz (model and database answer) is for load balancers, not for restarts.
+# Liveness only: /readyz (predictions can be answered) is for load balancers, not for restarts.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
 STOPSIGNAL SIGTERM

@@ -96,6 +96,9 @@ class GatewaySettings(BaseSettings):
     database_url: str = "sqlite:///imgclf.db"
     spool_dir: Path = Path("imgclf_spool")  # prediction records wait here while the database is down
     spool_retry_seconds: float = Field(2.0, gt=0)
+    # The longest the database may take (connect, statement, a prediction record's write, a health check)
+    # before it counts as down: records are then spooled, key checks that need it answer 503.
+    database_timeout_seconds: float = Field(3.0, gt=0)
     redis_url: str | None = None
     image_store_dir: Path = Path("imgclf_images")
     image_retention_days: int = Field(90, ge=0)  # 0 keeps images forever

@@ -2,7 +2,10 @@
 
 ``cut()`` closes the listening socket and every open connection, so established connections
 break and new ones are refused, exactly as when the server stops; ``restore()`` listens again on
-the same port. (Stopping the machine's shared PostgreSQL would break everything else using it.)
+the same port. ``pause()`` keeps every connection open and accepts new ones but forwards nothing,
+as a server that hangs (or is stopped with SIGSTOP) looks: the kernel still accepts, nobody
+answers; ``resume()`` lets the held bytes through. (Stopping the machine's shared PostgreSQL would
+break everything else using it.)
 """
 
 from __future__ import annotations
@@ -19,7 +22,15 @@ class TcpProxy:
         self._connections: list[socket.socket] = []
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
+        self._flowing = threading.Event()
+        self._flowing.set()
         self.restore()
+
+    def pause(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     def restore(self) -> None:
         listener = socket.socket()
@@ -46,6 +57,7 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return
+            self._flowing.wait()  # a hung server: the connection is accepted, the upstream not reached yet
             try:
                 server = socket.create_connection(self.upstream, timeout=5)
             except OSError:
@@ -61,10 +73,10 @@ class TcpProxy:
             for source, target in ((client, server), (server, client)):
                 threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
 
-    @staticmethod
-    def _pump(source: socket.socket, target: socket.socket) -> None:
+    def _pump(self, source: socket.socket, target: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                self._flowing.wait()
                 target.sendall(data)
         except OSError:
             pass

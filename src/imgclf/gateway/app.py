@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from fastapi import FastAPI
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from imgclf.config import GatewaySettings
-from imgclf.errors import ConfigError
+from imgclf.errors import ConfigError, DatabaseUnavailableError
 from imgclf.gateway.auth import Authenticator
 from imgclf.gateway.backends import LocalBackend, ModelBackend, create_backend
+from imgclf.gateway.database_health import DatabaseHealth
 from imgclf.gateway.drift_monitor import DriftMonitor
 from imgclf.gateway.errors import install_error_handlers
 from imgclf.gateway.metrics import GatewayMetrics
@@ -41,7 +42,7 @@ from imgclf.gateway.service import ModelCards, PredictionService, ReviewPolicy
 from imgclf.gateway.shadow import LiveRequests, ShadowMirror
 from imgclf.gateway.validation import UploadLimits
 from imgclf.registry.store import Registry
-from imgclf.storage.database import connect
+from imgclf.storage.database import create_database_engine
 from imgclf.storage.image_store import ImageStore
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class Gateway:
 
     settings: GatewaySettings
     engine: Engine
+    database: DatabaseHealth
     backend: ModelBackend
     authenticator: Authenticator
     rate_limiter: RateLimiter
@@ -93,7 +95,14 @@ class Gateway:
     ) -> Gateway:
         metrics = metrics or GatewayMetrics()
         live_requests = live_requests or LiveRequests()
-        engine = connect(settings.database_url)
+        engine = create_database_engine(settings.database_url, settings.database_timeout_seconds)
+        database = DatabaseHealth(
+            engine, settings.spool_retry_seconds, settings.database_timeout_seconds, metrics.database_up.set
+        )
+        if not database.check_now():  # migrates when it answers; otherwise retried in the background
+            log.warning("starting without the database (%s): predictions are spooled until it answers",
+                        database.status())  # fmt: skip
+        database.start()
         model_name = resolve_model_name(settings.registry, settings.model_name)
         if backend is None:
             backend = create_backend(
@@ -103,7 +112,10 @@ class Gateway:
                 settings.backend_timeout_seconds,
                 settings.batching_parameters_file,
             )
-        prediction_log = PredictionLog(engine, settings.spool_dir, on_change=metrics.spool_files.set)
+        prediction_log = PredictionLog(
+            engine, settings.spool_dir, on_change=metrics.spool_files.set, database_up=database.is_up,
+            write_timeout=settings.database_timeout_seconds,
+        )  # fmt: skip
         prediction_log.start(settings.spool_retry_seconds)
         limits = UploadLimits(settings.max_upload_bytes, settings.max_image_pixels, settings.max_image_side)
         policy = ReviewPolicy(settings.review_confidence_threshold, settings.review_margin)
@@ -129,7 +141,8 @@ class Gateway:
             settings=settings,
             engine=engine,
             backend=backend,
-            authenticator=Authenticator(engine, settings.auth_cache_seconds),
+            database=database,
+            authenticator=Authenticator(engine, settings.auth_cache_seconds, database_up=database.is_up),
             rate_limiter=create_rate_limiter(
                 settings.rate_limit_per_minute, settings.rate_limit_burst, settings.redis_url
             ),
@@ -151,19 +164,22 @@ class Gateway:
         return await asyncio.get_running_loop().run_in_executor(self.request_threads, context.run, func, *args)
 
     def readiness(self) -> dict[str, str]:
-        """``ok`` or what is wrong, for the model backend and the database."""
-        checks = {"model": "ok" if self.backend.ready() else "no AVAILABLE model version"}
-        try:
-            with self.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-            checks["database"] = "ok"
-        except Exception as error:
-            checks["database"] = f"unavailable: {str(error).splitlines()[0][:200]}"
-        return checks
+        """``ok`` or what is wrong, for the model backend (what readiness means: predictions can be
+        answered) and, reported beside it, the database (without connection details)."""
+        return {
+            "model": "ok" if self.backend.ready() else "no AVAILABLE model version",
+            "database": self.database.status(),
+        }
+
+    def require_database(self) -> None:
+        """Fail at once, instead of waiting on a connection, while the database is known to be down."""
+        if not self.database.is_up():
+            raise DatabaseUnavailableError(f"the database is {self.database.status()}")
 
     def close(self) -> None:
         """Finish queued model work, write what the spool holds if the database answers, release connections."""
         self.request_threads.shutdown(wait=True)
+        self.database.stop()
         self.retention.stop()
         self.drift_monitor.stop()
         if self.service.shadow is not None:

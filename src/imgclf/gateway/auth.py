@@ -33,10 +33,17 @@ class Authenticator:
     """Checks keys; valid keys and misses are cached apart, so a flood of made-up keys (which needs no
     credentials) cannot push the valid ones out and leave real clients at 503 during an outage."""
 
-    def __init__(self, engine: Engine, cache_seconds: float = 30, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        cache_seconds: float = 30,
+        clock: Callable[[], float] = time.monotonic,
+        database_up: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.engine = engine
         self.cache_seconds = cache_seconds
         self.clock = clock
+        self.database_up = database_up  # False: the database is known to be down; do not wait on it
         self._cache: dict[str, tuple[float, KeyInfo]] = {}
         self._misses: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -80,8 +87,10 @@ class Authenticator:
         if cached is not None and now - cached[0] < self.cache_seconds:
             return cached[1]
         try:
+            if not self.database_up():
+                raise DatabaseUnavailableError("known to be down")
             info = authenticate(self.engine, presented)
-        except SQLAlchemyError:
+        except (SQLAlchemyError, DatabaseUnavailableError):
             if cached is not None and cached[1] is not None:
                 return cached[1]  # the database is down: trust what it said last
             raise DatabaseUnavailableError("the database does not answer, so the API key cannot be checked") from None

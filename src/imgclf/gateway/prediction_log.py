@@ -5,7 +5,9 @@ writer thread, which commits everything waiting in one transaction (group commit
 contention between request threads, one commit for many requests under load) and then releases
 the waiting requests. If the database does not answer, the rows go to a spool file instead
 (written to a temporary name, fsynced, then renamed, so a spool file is always complete) and the
-requests are still answered.
+requests are still answered. A request waits at most ``write_timeout`` for the database (a hung
+server accepts connections and answers nothing) and spools its rows itself after that; while the
+database is known to be down (``database_up``) rows are spooled without waiting at all.
 A background thread replays spool files once the database answers again. Replays are
 idempotent (rows whose id is already stored are skipped) and a file is claimed by renaming it,
 so several gateway workers can share one spool directory.
@@ -27,6 +29,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FuturesTimeout
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -60,8 +63,12 @@ class PredictionLog:
         spool_dir: Path,
         on_change: Callable[[int], None] | None = None,
         max_batch_rows: int = 512,
+        database_up: Callable[[], bool] = lambda: True,
+        write_timeout: float | None = None,
     ) -> None:
         self.engine = engine
+        self.database_up = database_up  # False: spool at once instead of waiting for a dead database
+        self.write_timeout = write_timeout  # a write waiting longer is spooled by its request instead
         self.spool_dir = Path(spool_dir)
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         self.max_batch_rows = max_batch_rows
@@ -73,11 +80,24 @@ class PredictionLog:
 
     def write(self, rows: list[dict[str, Any]]) -> bool:
         """Store ``rows`` durably; True if they reached the database, False if they were spooled."""
+        if not self.database_up():
+            self._spool(rows)
+            return False
         if not self._threads or self._stop.is_set():
             return self._store([rows])
         future: Future[bool] = Future()
         self._queue.put((rows, future))
-        return future.result()
+        try:
+            return future.result(timeout=self.write_timeout)
+        except FuturesTimeout:
+            # The database accepted the connection but does not answer (hung, overloaded): this
+            # request's rows go to the spool now. If the writer stores them later as well, the
+            # spool's replay skips ids already stored.
+            if future.cancel() or not future.done():
+                log.warning("database write took over %s s; spooling %d prediction(s)", self.write_timeout, len(rows))
+                self._spool(rows)
+                return False
+            return future.result()
 
     def _store(self, groups: list[list[dict[str, Any]]]) -> bool:
         rows = [row for group in groups for row in group]
@@ -106,6 +126,9 @@ class PredictionLog:
                     break
                 batch.append(item)
                 size += len(item[0])
+            batch = [(rows, future) for rows, future in batch if future.set_running_or_notify_cancel()]
+            if not batch:  # every request gave up waiting and spooled its own rows
+                continue
             try:
                 stored = self._store([rows for rows, _ in batch])
             except Exception as error:  # the spool itself failed (disk full...): the requests must know
@@ -188,7 +211,7 @@ class PredictionLog:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if item is not None:
+            if item is not None and item[1].set_running_or_notify_cancel():
                 item[1].set_result(self._store([item[0]]))
         if self.pending_files():
             self.replay()

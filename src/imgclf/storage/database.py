@@ -21,10 +21,14 @@ from sqlalchemy.orm import Session
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def create_database_engine(url: str) -> Engine:
-    """An engine with sensible settings: WAL and a busy timeout for SQLite, pre-ping for servers."""
+def create_database_engine(url: str, timeout: float | None = None) -> Engine:
+    """An engine with sensible settings: WAL and a busy timeout for SQLite, pre-ping for servers.
+
+    ``timeout`` (seconds) bounds connecting, waiting for a pooled connection and each statement
+    (PostgreSQL's ``statement_timeout``), so a slow server fails requests instead of holding them.
+    """
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": timeout or 30})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -34,7 +38,12 @@ def create_database_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    if timeout is None:
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    connect_args = {"connect_timeout": max(1, round(timeout)), "options": f"-c statement_timeout={int(timeout * 1000)}"}
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=timeout, connect_args=connect_args
+    )
 
 
 MIGRATION_LOCK_ID = 0x696D67636C66  # "imgclf": PostgreSQL advisory lock held while migrating

@@ -52,6 +52,7 @@ def get_one(
     gateway: Annotated[Gateway, Depends(get_gateway)],
 ) -> PredictionRecord:
     """One prediction with its review, if any."""
+    gateway.require_database()
     return PredictionRecord.of(get_prediction(gateway.engine, prediction_id, _owner(key)))
 
 
@@ -70,6 +71,7 @@ def list_all(
     cursor: Cursor = None,
 ) -> PredictionPage:
     """Predictions, newest first, filtered; follow ``next_cursor`` for more."""
+    gateway.require_database()
     filters = PredictionFilter(
         since=since,
         until=until,

@@ -25,6 +25,7 @@ def queue(
     cursor: Cursor = None,
 ) -> PredictionPage:
     """Pending: predictions that need review, least confident first. Reviewed: latest reviews first."""
+    gateway.require_database()
     page = review_queue(gateway.engine, status, limit, cursor)
     return PredictionPage(items=[PredictionRecord.of(p) for p in page.items], next_cursor=page.next_cursor)
 
@@ -37,5 +38,6 @@ def review(
     gateway: Annotated[Gateway, Depends(get_gateway)],
 ) -> PredictionRecord:
     """Record the correct label for a prediction (any prediction, not only queued ones)."""
+    gateway.require_database()
     prediction = record_review(gateway.engine, prediction_id, body.label, body.reviewer or key.name)
     return PredictionRecord.of(prediction)
