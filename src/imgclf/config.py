@@ -100,6 +100,8 @@ class GatewaySettings(BaseSettings):
     # before it counts as down: records are then spooled, key checks that need it answer 503.
     database_timeout_seconds: float = Field(3.0, gt=0)
     redis_url: str | None = None
+    redis_timeout_seconds: float = Field(0.2, gt=0)  # then Redis is not asked for 5 s (circuit breaker)
+    rate_limit_on_redis_failure: Literal["memory", "open", "closed"] = "memory"  # per-process buckets meanwhile
     image_store_dir: Path = Path("imgclf_images")
     image_retention_days: int = Field(90, ge=0)  # 0 keeps images forever
     review_confidence_threshold: float = Field(0.7, ge=0, le=1)

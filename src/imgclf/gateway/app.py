@@ -34,7 +34,7 @@ from imgclf.gateway.errors import install_error_handlers
 from imgclf.gateway.metrics import GatewayMetrics
 from imgclf.gateway.middleware import RequestContextMiddleware
 from imgclf.gateway.prediction_log import PredictionLog
-from imgclf.gateway.rate_limit import RateLimiter, create_rate_limiter
+from imgclf.gateway.rate_limit import RateLimiter, RedisRateLimiter, create_rate_limiter
 from imgclf.gateway.retention import RetentionWorker
 from imgclf.gateway.routing import TrafficRouter
 from imgclf.gateway.schemas import ErrorBody
@@ -144,8 +144,9 @@ class Gateway:
             database=database,
             authenticator=Authenticator(engine, settings.auth_cache_seconds, database_up=database.is_up),
             rate_limiter=create_rate_limiter(
-                settings.rate_limit_per_minute, settings.rate_limit_burst, settings.redis_url
-            ),
+                settings.rate_limit_per_minute, settings.rate_limit_burst, settings.redis_url,
+                settings.rate_limit_on_redis_failure, settings.redis_timeout_seconds, metrics.redis_up.set,
+            ),  # fmt: skip
             prediction_log=prediction_log,
             service=service,
             metrics=metrics,
@@ -166,10 +167,13 @@ class Gateway:
     def readiness(self) -> dict[str, str]:
         """``ok`` or what is wrong, for the model backend (what readiness means: predictions can be
         answered) and, reported beside it, the database (without connection details)."""
-        return {
+        checks = {
             "model": "ok" if self.backend.ready() else "no AVAILABLE model version",
             "database": self.database.status(),
         }
+        if isinstance(self.rate_limiter, RedisRateLimiter):
+            checks["redis"] = self.rate_limiter.status()
+        return checks
 
     def require_database(self) -> None:
         """Fail at once, instead of waiting on a connection, while the database is known to be down."""

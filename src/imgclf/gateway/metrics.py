@@ -61,6 +61,10 @@ class GatewayMetrics:
         self.spooled = Counter(
             "imgclf_gateway_spooled_predictions", "Prediction records spooled to disk (database down).", registry=r
         )
+        self.redis_up = Gauge(
+            "imgclf_gateway_redis_up", "1 if Redis answers the rate limiter (0: limits use the fallback).",
+            registry=r, multiprocess_mode="min",
+        )  # fmt: skip
         self.database_up = Gauge(
             "imgclf_gateway_database_up", "1 if the database answers (0: predictions are spooled).",
             registry=r, multiprocess_mode="min",
