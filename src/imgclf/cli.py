@@ -347,7 +347,13 @@ def serve(
     ] = 1,
     rest_port: Annotated[int, typer.Option("--rest-port", "--rest-api-port", help="REST port.")] = 8501,
     grpc_port: Annotated[int, typer.Option("--grpc-port", "--port", help="gRPC port.")] = 8500,
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "0.0.0.0",
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Interface to listen on. 0.0.0.0 (every interface) as TF Serving; the model server has no "
+            "authentication, so keep it on a private network (or 127.0.0.1) behind the gateway."
+        ),
+    ] = "0.0.0.0",
     enable_batching: Annotated[bool, typer.Option("--enable-batching", help="Merge concurrent requests.")] = False,
     batching_parameters_file: Annotated[
         Path | None, typer.Option("--batching-parameters-file", help="TF Serving BatchingParameters (text proto).")

@@ -114,6 +114,8 @@ class GatewaySettings(BaseSettings):
     rate_limit_burst: int = Field(60, ge=1)
     max_request_bytes: int | None = Field(None, ge=1)  # None: room for the image limits, base64 included
     auth_cache_seconds: float = Field(30, ge=0)  # how long a checked key is trusted without the database
+    metrics_require_key: bool = False  # /metrics only with a key of scope metrics (or admin)
+    docs_require_key: bool = False  # /openapi.json, /docs and /redoc only with a valid key
     retry_after_seconds: int = Field(5, ge=1)  # told to clients when the model backend is unavailable
     shutdown_grace_seconds: float = Field(30, ge=0)
     log_level: str = "info"

@@ -26,7 +26,7 @@ from imgclf.errors import ConfigError
 from imgclf.storage.database import session_scope
 from imgclf.storage.models import ApiKey, utcnow
 
-SCOPES = ("predict", "review", "admin")
+SCOPES = ("predict", "review", "admin", "metrics")  # metrics: only /metrics (for Prometheus)
 PREFIX_LENGTH = 11  # "ik_" + 8 characters
 
 

@@ -219,6 +219,7 @@ def create_app(settings: GatewaySettings | None = None, gateway: Gateway | None 
         version="1",
         lifespan=lifespan,
         responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 429: {"model": ErrorBody}},
+        **({"openapi_url": None, "docs_url": None, "redoc_url": None} if settings.docs_require_key else {}),
     )
     app.add_middleware(
         RequestContextMiddleware, metrics=metrics, body_limit=settings.request_body_limit, live=live_requests
@@ -226,4 +227,8 @@ def create_app(settings: GatewaySettings | None = None, gateway: Gateway | None 
     install_error_handlers(app, settings.retry_after_seconds)
     for module in (predict, predictions, reviews, health):
         app.include_router(module.router)
+    if settings.docs_require_key:
+        from imgclf.gateway.routes import docs
+
+        app.include_router(docs.router)
     return app

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from imgclf.gateway.app import Gateway
-from imgclf.gateway.dependencies import get_gateway
+from imgclf.gateway.dependencies import authorize, get_gateway
 from imgclf.gateway.errors import error_body, request_id_of
 from imgclf.gateway.schemas import Readiness
 
@@ -36,7 +36,13 @@ async def readyz(request: Request, gateway: Annotated[Gateway, Depends(get_gatew
     return JSONResponse(body, status_code=503)
 
 
-@router.get("/metrics", response_class=Response)
+async def metrics_access(request: Request) -> None:
+    """With ``IMGCLF_METRICS_REQUIRE_KEY``: a key of scope ``metrics`` (or ``admin``)."""
+    if request.app.state.gateway.settings.metrics_require_key:
+        await authorize(request, ("metrics",))
+
+
+@router.get("/metrics", response_class=Response, dependencies=[Depends(metrics_access)])
 def metrics(gateway: Annotated[Gateway, Depends(get_gateway)]) -> Response:
     """Prometheus metrics (text exposition format)."""
     return Response(gateway.metrics.exposition(), media_type=gateway.metrics.content_type)
