@@ -16,7 +16,7 @@ def test_a_client_hanging_up_mid_body_is_a_499_not_a_500(cats_dogs_registry, pho
         key = gw.key()
         name, data = photos[0]
         body = (
-            b"--xyz\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.jpg\"\r\n"
+            b'--xyz\r\nContent-Disposition: form-data; name="files"; filename="a.jpg"\r\n'
             b"Content-Type: image/jpeg\r\n\r\n" + data + b"\r\n--xyz--\r\n"
         )
         host, port = gw.url.removeprefix("http://").split(":")

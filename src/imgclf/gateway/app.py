@@ -144,8 +144,12 @@ class Gateway:
             database=database,
             authenticator=Authenticator(engine, settings.auth_cache_seconds, database_up=database.is_up),
             rate_limiter=create_rate_limiter(
-                settings.rate_limit_per_minute, settings.rate_limit_burst, settings.redis_url,
-                settings.rate_limit_on_redis_failure, settings.redis_timeout_seconds, metrics.redis_up.set,
+                settings.rate_limit_per_minute,
+                settings.rate_limit_burst,
+                settings.redis_url,
+                settings.rate_limit_on_redis_failure,
+                settings.redis_timeout_seconds,
+                metrics.redis_up.set,
             ),  # fmt: skip
             prediction_log=prediction_log,
             service=service,

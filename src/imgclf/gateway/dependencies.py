@@ -44,8 +44,8 @@ def presented_key(request: Request) -> str | None:
     """The API key a request presents: ``X-API-Key``, else ``Authorization: Bearer``."""
     headers = request.headers
     key = headers.get("x-api-key")
-    if key:
-        return key
+    if key is not None:  # present, even empty: it is the key presented (an empty one is refused)
+        return key.strip()
     scheme, _, credentials = headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer":
         return None

@@ -23,6 +23,14 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+def error_responses(descriptions: dict[int, str]) -> dict[int | str, dict[str, object]]:
+    """OpenAPI ``responses`` for a route's error answers, all in the ``ErrorBody`` shape."""
+    return {code: {"model": ErrorBody, "description": text} for code, text in descriptions.items()}
+
+
+DATABASE_DOWN = "The database does not answer; see Retry-After."
+
+
 class PredictJsonBody(BaseModel):
     """The JSON form of ``POST /v1/predict`` (multipart ``files`` is the other)."""
 
@@ -158,9 +166,7 @@ class ReviewRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     label: Label = Field(description="The correct class; a name the model does not know is recorded as a new class.")
-    reviewer: Label | None = Field(
-        None, description="Who reviewed; defaults to the API key's name."
-    )
+    reviewer: Label | None = Field(None, description="Who reviewed; defaults to the API key's name.")
 
 
 class Readiness(BaseModel):

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from imgclf.gateway.app import Gateway
 from imgclf.gateway.dependencies import authorize, get_gateway
 from imgclf.gateway.errors import error_body, request_id_of
-from imgclf.gateway.schemas import Readiness
+from imgclf.gateway.schemas import Readiness, error_responses
 
 router = APIRouter(tags=["health"])
 
@@ -42,7 +42,12 @@ async def metrics_access(request: Request) -> None:
         await authorize(request, ("metrics",))
 
 
-@router.get("/metrics", response_class=Response, dependencies=[Depends(metrics_access)])
+@router.get(
+    "/metrics",
+    response_class=Response,
+    dependencies=[Depends(metrics_access)],
+    responses=error_responses({403: "With IMGCLF_METRICS_REQUIRE_KEY: the key lacks the metrics scope."}),
+)
 def metrics(gateway: Annotated[Gateway, Depends(get_gateway)]) -> Response:
     """Prometheus metrics (text exposition format)."""
     return Response(gateway.metrics.exposition(), media_type=gateway.metrics.content_type)

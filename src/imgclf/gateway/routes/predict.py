@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from imgclf.gateway.app import Gateway
 from imgclf.gateway.dependencies import KEY_SECURITY, authorize
 from imgclf.gateway.errors import ApiError, request_id_of
-from imgclf.gateway.schemas import ErrorBody, PredictResponse
+from imgclf.gateway.schemas import PredictResponse, error_responses
 from imgclf.gateway.uploads import read_images
 
 router = APIRouter(prefix="/v1", tags=["predict"])
@@ -23,24 +23,26 @@ _OPENAPI = {
                 "schema": {
                     "type": "object",
                     "required": ["files"],
-                    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                    "properties": {
+                        "files": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"}}
+                    },
+                    "additionalProperties": False,
                 }
             },
             "application/json": {"schema": {"$ref": "#/components/schemas/PredictJsonBody"}},
         },
     },
 }
-_ERRORS = {
-    code: {"model": ErrorBody, "description": description}
-    for code, description in {
+_ERRORS = error_responses(
+    {
         403: "The key lacks the predict scope.",
         404: "No such model version or label.",
         413: "Body or image over the size limit.",
         415: "Not an accepted image format or content type.",
         422: "Image too large in pixels, too many frames, or refused by the model.",
-        503: "Model backend or database unavailable; see Retry-After.",
-    }.items()
-}
+        503: "Model backend or database unavailable, or too many uploads in flight; see Retry-After.",
+    }
+)
 
 
 @router.post("/predict", response_model=PredictResponse, openapi_extra=_OPENAPI, responses=_ERRORS)

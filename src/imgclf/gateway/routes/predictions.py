@@ -15,7 +15,7 @@ from pydantic import AfterValidator
 from imgclf.gateway.api_keys import KeyInfo
 from imgclf.gateway.app import Gateway
 from imgclf.gateway.dependencies import get_gateway, require_scope
-from imgclf.gateway.schemas import PLAIN_TEXT, PredictionPage, PredictionRecord
+from imgclf.gateway.schemas import DATABASE_DOWN, PLAIN_TEXT, PredictionPage, PredictionRecord, error_responses
 from imgclf.storage.predictions import PredictionFilter, ReviewStatus, as_utc, get_prediction, list_predictions
 
 router = APIRouter(prefix="/v1", tags=["predictions"])
@@ -45,7 +45,17 @@ def _owner(key: KeyInfo) -> str | None:
     return None if key.allows("review") else key.id
 
 
-@router.get("/predictions/{prediction_id}", response_model=PredictionRecord)
+@router.get(
+    "/predictions/{prediction_id}",
+    response_model=PredictionRecord,
+    responses=error_responses(
+        {
+            403: "The key lacks the predict or review scope.",
+            404: "No such prediction (of this key).",
+            503: DATABASE_DOWN,
+        }
+    ),
+)
 def get_one(
     prediction_id: PredictionId,
     key: Annotated[KeyInfo, Depends(require_scope("predict", "review"))],
@@ -56,7 +66,11 @@ def get_one(
     return PredictionRecord.of(get_prediction(gateway.engine, prediction_id, _owner(key)))
 
 
-@router.get("/predictions", response_model=PredictionPage)
+@router.get(
+    "/predictions",
+    response_model=PredictionPage,
+    responses=error_responses({403: "The key lacks the predict or review scope.", 503: DATABASE_DOWN}),
+)
 def list_all(
     key: Annotated[KeyInfo, Depends(require_scope("predict", "review"))],
     gateway: Annotated[Gateway, Depends(get_gateway)],

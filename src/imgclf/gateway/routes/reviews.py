@@ -10,13 +10,17 @@ from imgclf.gateway.api_keys import KeyInfo
 from imgclf.gateway.app import Gateway
 from imgclf.gateway.dependencies import get_gateway, require_scope
 from imgclf.gateway.routes.predictions import Cursor, PageSize, PredictionId
-from imgclf.gateway.schemas import PredictionPage, PredictionRecord, ReviewRequest
+from imgclf.gateway.schemas import DATABASE_DOWN, PredictionPage, PredictionRecord, ReviewRequest, error_responses
 from imgclf.storage.predictions import record_review, review_queue
 
 router = APIRouter(prefix="/v1", tags=["reviews"])
 
 
-@router.get("/reviews", response_model=PredictionPage)
+@router.get(
+    "/reviews",
+    response_model=PredictionPage,
+    responses=error_responses({403: "The key lacks the review scope.", 503: DATABASE_DOWN}),
+)
 def queue(
     key: Annotated[KeyInfo, Depends(require_scope("review"))],
     gateway: Annotated[Gateway, Depends(get_gateway)],
@@ -30,7 +34,11 @@ def queue(
     return PredictionPage(items=[PredictionRecord.of(p) for p in page.items], next_cursor=page.next_cursor)
 
 
-@router.post("/reviews/{prediction_id}", response_model=PredictionRecord)
+@router.post(
+    "/reviews/{prediction_id}",
+    response_model=PredictionRecord,
+    responses=error_responses({403: "The key lacks the review scope.", 404: "No such prediction.", 503: DATABASE_DOWN}),
+)
 def review(
     prediction_id: PredictionId,
     body: ReviewRequest,
