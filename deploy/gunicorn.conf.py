@@ -18,7 +18,7 @@ import tempfile
 
 bind = os.environ.get("IMGCLF_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("IMGCLF_WORKERS", "2"))
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "imgclf.gateway.worker.GatewayWorker"  # uvicorn's, with the request-head limit
 wsgi_app = "imgclf.gateway.app:create_app()"
 preload_app = False
 graceful_timeout = int(os.environ.get("IMGCLF_SHUTDOWN_GRACE_SECONDS", "30"))

@@ -113,6 +113,12 @@ class GatewaySettings(BaseSettings):
     rate_limit_per_minute: float = Field(600, gt=0)
     rate_limit_burst: int = Field(60, ge=1)
     max_request_bytes: int | None = Field(None, ge=1)  # None: room for the image limits, base64 included
+    max_header_bytes: int = Field(16 * 1024, ge=1024)  # request line + headers; more is 431 and a closed connection
+    body_read_timeout_seconds: float = Field(20, gt=0)  # a body with no new byte for this long: 408
+    # Upload bytes all requests of one process may hold at once (declared Content-Length, or counted as a
+    # chunked body streams in); a request that would pass it gets 503 + Retry-After before its body is read.
+    # None: 256 MiB, or one largest request if that is more.
+    max_bytes_in_flight: int | None = Field(None, ge=1)
     auth_cache_seconds: float = Field(30, ge=0)  # how long a checked key is trusted without the database
     metrics_require_key: bool = False  # /metrics only with a key of scope metrics (or admin)
     docs_require_key: bool = False  # /openapi.json, /docs and /redoc only with a valid key
@@ -151,6 +157,11 @@ class GatewaySettings(BaseSettings):
             min_window=self.drift_min_window,
             permutations=self.drift_permutations,
         )
+
+    @property
+    def bytes_in_flight_limit(self) -> int:
+        """The upload budget of one process (see ``max_bytes_in_flight``); at least one largest request."""
+        return max(self.max_bytes_in_flight or 256 * 1024 * 1024, self.request_body_limit)
 
     @property
     def request_body_limit(self) -> int:

@@ -18,6 +18,7 @@ from imgclf.config import GatewaySettings
 from imgclf.gateway.api_keys import create_key
 from imgclf.gateway.app import Gateway, create_app
 from imgclf.gateway.backends import ModelBackend
+from imgclf.gateway.http_limits import bounded_http_protocol
 from tests.conftest import tiny_config, write_csv
 
 
@@ -89,7 +90,12 @@ def running_gateway(settings: GatewaySettings, backend: ModelBackend | None = No
     """The gateway app under uvicorn on a free loopback port, in a thread of this process."""
     gateway = Gateway.from_settings(settings, backend=backend)
     sock = socket.create_server(("127.0.0.1", 0))
-    config = uvicorn.Config(create_app(gateway=gateway), log_config=None, lifespan="on")
+    config = uvicorn.Config(
+        create_app(gateway=gateway),
+        log_config=None,
+        lifespan="on",
+        http=bounded_http_protocol(settings.max_header_bytes),  # as imgclf gateway and the gunicorn worker
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

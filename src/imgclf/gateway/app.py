@@ -226,7 +226,12 @@ def create_app(settings: GatewaySettings | None = None, gateway: Gateway | None 
         **({"openapi_url": None, "docs_url": None, "redoc_url": None} if settings.docs_require_key else {}),
     )
     app.add_middleware(
-        RequestContextMiddleware, metrics=metrics, body_limit=settings.request_body_limit, live=live_requests
+        RequestContextMiddleware,
+        metrics=metrics,
+        body_limit=settings.request_body_limit,
+        live=live_requests,
+        body_timeout=settings.body_read_timeout_seconds,
+        bytes_in_flight=settings.bytes_in_flight_limit,
     )
     install_error_handlers(app, settings.retry_after_seconds)
     for module in (predict, predictions, reviews, health):

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -41,9 +42,43 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"the request body is larger than the limit of {limit} bytes")
 
 
+class BodyTimeout(Exception):
+    """No byte of the request body arrived within the read timeout."""
+
+
+class UploadBudgetFull(Exception):
+    """Admitting the request's body would pass the process's upload budget."""
+
+
+class UploadBudget:
+    """Upload bytes held by the requests in flight (used from the event loop only: no lock)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used = limit, 0
+
+    def take(self, amount: int) -> bool:
+        if self.used + amount > self.limit:
+            return False
+        self.used += amount
+        return True
+
+    def give_back(self, amount: int) -> None:
+        self.used -= amount
+
+
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, metrics: GatewayMetrics, body_limit: int, live: LiveRequests) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: GatewayMetrics,
+        body_limit: int,
+        live: LiveRequests,
+        body_timeout: float = 20.0,
+        bytes_in_flight: int | None = None,
+    ) -> None:
         self.app, self.metrics, self.body_limit, self.live = app, metrics, body_limit, live
+        self.body_timeout = body_timeout
+        self.budget = UploadBudget(bytes_in_flight or 4 * body_limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,24 +103,50 @@ class RequestContextMiddleware:
             await send(message)
 
         received = 0
+        reserved = 0
+        body_done = False
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, reserved, body_done
+            if body_done:  # after the body: only a disconnect can come, whenever it comes
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.body_timeout)
+            except TimeoutError:
+                raise BodyTimeout from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if received > self.body_limit:
                     raise BodyTooLarge(self.body_limit)
+                if received > reserved:  # a chunked body (no Content-Length): reserved as it arrives
+                    if not self.budget.take(received - reserved):
+                        raise UploadBudgetFull
+                    reserved = received
             return message
 
+        async def answer(status: int, code: str, message: str, extra: dict[str, str] | None = None) -> None:
+            body = error_body(code, message, request_id)
+            response = JSONResponse(body, status_code=status, headers={"Connection": "close", **(extra or {})})
+            await response(scope, receive, send_with_id)
+
+        busy = ("upload_capacity", "the gateway holds as many uploads as it may; retry shortly", {"Retry-After": "1"})
         try:
             declared = headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self.body_limit:
-                error = BodyTooLarge(self.body_limit)
-                body = error_body("request_too_large", error.detail, request_id)
-                await JSONResponse(body, status_code=413, headers={"Connection": "close"})(scope, receive, send_with_id)
+                await answer(413, "request_too_large", BodyTooLarge(self.body_limit).detail)
+            elif declared.isdigit() and not self.budget.take(int(declared)):
+                await answer(503, *busy)
             else:
+                reserved = int(declared) if declared.isdigit() else 0
                 await self.app(scope, limited_receive, send_with_id)
+        except BodyTimeout:
+            if not responded:
+                message = f"no part of the request body arrived for {self.body_timeout:g} s"
+                await answer(408, "request_timeout", message)
+        except UploadBudgetFull:
+            if not responded:
+                await answer(503, *busy)
         except ClientDisconnect:  # the client hung up before its request was read: nobody to answer
             status = CLIENT_CLOSED
             access_log.info("client closed the request before sending all of it")
@@ -95,6 +156,7 @@ class RequestContextMiddleware:
                 body = error_body("internal_error", "internal error; the request id is in the server log", request_id)
                 await JSONResponse(body, status_code=500)(scope, receive, send_with_id)
         finally:
+            self.budget.give_back(reserved)
             self.live.exit()
             elapsed = time.perf_counter() - started
             route = scope.get("route")

@@ -15,6 +15,7 @@ import uvicorn
 from imgclf.config import GatewaySettings
 from imgclf.errors import ConfigError
 from imgclf.gateway.app import Gateway, create_app
+from imgclf.gateway.http_limits import bounded_http_protocol
 from imgclf.logs import configure_json_logging
 from imgclf.uvicorn_server import DrainingServer
 
@@ -35,6 +36,7 @@ def run_gateway(settings: GatewaySettings, sock: socket.socket | None = None) ->
         lifespan="on",
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
         log_config=None,
+        http=bounded_http_protocol(settings.max_header_bytes),
     )
     try:
         DrainingServer(config).run(sockets=[sock])
