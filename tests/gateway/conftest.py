@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import pytest
 import uvicorn
 
 from imgclf.config import GatewaySettings
@@ -19,37 +18,6 @@ from imgclf.gateway.api_keys import create_key
 from imgclf.gateway.app import Gateway, create_app
 from imgclf.gateway.backends import ModelBackend
 from imgclf.gateway.http_limits import bounded_http_protocol
-from tests.conftest import tiny_config, write_csv
-
-
-@pytest.fixture(scope="session")
-def cats_dogs_registry(cats_dogs_dir, tmp_path_factory) -> Path:
-    """A small CNN trained for one epoch on 48 real cats_dogs photos, exported as ``cats_dogs``.
-
-    Its accuracy does not matter here; what matters is real JPEGs through a real export.
-    """
-    from imgclf.export.savedmodel import export_run
-    from imgclf.modeling.training import train
-
-    root = tmp_path_factory.mktemp("cats_dogs_model")
-    rows = []
-    for split, folder, count in (("train", "train", 16), ("val", "validation", 8)):
-        for label in ("cats", "dogs"):
-            rows += [[str(p), label, split] for p in sorted((cats_dogs_dir / folder / label).iterdir())[:count]]
-    manifest = write_csv(root / "subset.csv", rows)
-    run = train(tiny_config(manifest, root / "run", epochs=1, image_size=32), report=lambda _: None)
-    registry = root / "registry"
-    export_run(run.path, registry, "cats_dogs")
-    return registry
-
-
-@pytest.fixture(scope="session")
-def photos(cats_dogs_dir) -> list[tuple[str, bytes]]:
-    """Eight real validation photos (name, bytes), none used in training."""
-    paths = []
-    for label in ("cats", "dogs"):
-        paths += sorted((cats_dogs_dir / "validation" / label).iterdir())[-4:]
-    return [(p.name, p.read_bytes()) for p in paths]
 
 
 def gateway_settings(tmp_path: Path, registry: Path, database_url: str, **overrides) -> GatewaySettings:  # type: ignore[no-untyped-def]

@@ -41,6 +41,7 @@ def malformed_corpus() -> dict[str, tuple[bytes, str]]:
         "GIF with 300 frames": (gif_with_frames(300), "too_many_frames"),
         "TIFF": (encode(random_pixels(20, 20), "TIFF"), "unsupported_format"),
         "JPEG header then garbage": (jpeg[:200] + b"\x00" * 5000, "corrupt_image"),
+        "JPEG of 1,100 empty comment segments": (jpeg[:2] + b"\xff\xfe\x00\x02" * 1100 + jpeg[2:], "corrupt_image"),
     }
 
 
