@@ -1,6 +1,6 @@
 """The hostile probes as one repeatable run (issue 17): well-behaved clients keep classifying photos
 while hostile clients send, in turn, every file of the malformed corpus, tampered queries and
-review bodies, oversized request heads, bodies that stop arriving and uploads past the budget.
+review bodies, oversized request heads, bodies that stop arriving and bodies past the limit.
 
 Every well-behaved request must be answered 200; every hostile one a 4xx in the JSON error shape
 (or 431 / 408 from the transport limits); no 5xx at all; the gateway alive at the end. The run is
