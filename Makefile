@@ -24,6 +24,7 @@ demo: $(STAMP)
 	$(BIN)/imgclf demo --out demo_output
 
 test: $(STAMP)
+	$(BIN)/lint-imports  # the layer contracts in pyproject.toml
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
@@ -41,6 +42,7 @@ $(BIN)/promtool: $(BIN)/python
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

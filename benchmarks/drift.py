@@ -35,13 +35,13 @@ sys.path.insert(0, str(REPO / "src"))
 from imgclf.data.sources import load_dataset  # noqa: E402
 from imgclf.export.inference import ExportedModel  # noqa: E402
 from imgclf.export.reference import observe_images  # noqa: E402
-from imgclf.export.savedmodel import export_run  # noqa: E402
 from imgclf.monitoring.drift import detect_drift  # noqa: E402
 from imgclf.monitoring.input_stats import STATISTICS  # noqa: E402
 from imgclf.monitoring.jobs import ProfileCache, drift_check  # noqa: E402
 from imgclf.monitoring.profile import ReferenceProfile  # noqa: E402
 from imgclf.monitoring.simulation import SHIFTS, apply_shift, detection_rate  # noqa: E402
 from imgclf.monitoring.window import Window  # noqa: E402
+from imgclf.registry.publish import export_run  # noqa: E402
 from imgclf.storage.database import connect  # noqa: E402
 from imgclf.storage.models import Prediction, new_id  # noqa: E402
 from imgclf.storage.predictions import insert_predictions  # noqa: E402

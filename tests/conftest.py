@@ -182,8 +182,8 @@ def cats_dogs_registry(cats_dogs_dir, tmp_path_factory) -> Path:
 
     Its accuracy does not matter here; what matters is real JPEGs through a real export.
     """
-    from imgclf.export.savedmodel import export_run
     from imgclf.modeling.training import train
+    from imgclf.registry.publish import export_run
 
     root = tmp_path_factory.mktemp("cats_dogs_model")
     rows = []

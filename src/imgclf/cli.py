@@ -190,9 +190,9 @@ def train(
     """Train a classifier; every run directory keeps its config, labels, history, curves and best checkpoint."""
     from pydantic import ValidationError
 
+    from imgclf import api
     from imgclf.config import AugmentationConfig, TrainConfig
     from imgclf.errors import ConfigError
-    from imgclf.modeling.training import train as train_run
 
     try:
         config = TrainConfig(
@@ -221,7 +221,7 @@ def train(
         )
     except ValidationError as exc:
         raise ConfigError(_first_validation_error(exc)) from None
-    train_run(config, resume=resume, report=console.print)
+    api.train(data, out=out, config=config, resume=resume, report=console.print)
 
 
 def _first_validation_error(exc) -> str:  # type: ignore[no-untyped-def]
@@ -240,9 +240,9 @@ def evaluate(
     target_recall: Annotated[float | None, typer.Option(help="Binary: threshold reaching this recall.")] = None,
 ) -> None:
     """Per-class metrics, confusion matrix, ROC/PR, calibration and a decision threshold (binary)."""
-    from imgclf.evaluation.evaluate import evaluate_run
+    from imgclf import api
 
-    metrics = evaluate_run(run_dir, str(data) if data else None, split, target_precision, target_recall)
+    metrics = api.evaluate(run_dir, data, split, target_precision, target_recall)
     table = Table(title=f"evaluation on {metrics['data']} ({metrics['num_examples']} images)")
     for column in ("class", "precision", "recall", "f1", "support"):
         table.add_column(column, justify="left" if column == "class" else "right")
@@ -280,10 +280,10 @@ def export(
 
     The first version of a model becomes stable; later versions are candidates until promoted.
     """
-    from imgclf.export.savedmodel import export_run
+    from imgclf import api
     from imgclf.registry.store import Registry
 
-    path = export_run(run_dir, registry, name, reference_data)
+    path = api.export(run_dir, registry=registry, name=name, reference_data=reference_data)
     console.print(f"Exported {path}", highlight=False)
     model, version = path.parent.name, int(path.name)
     state = Registry(path.parent.parent).state(model)
@@ -308,13 +308,9 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
     """Classify image files with an exported model."""
-    from imgclf.export.inference import ExportedModel
-    from imgclf.registry.store import STATE_FILE, Registry
+    from imgclf import api
 
-    model_dir = model_dir.expanduser()
-    if (model_dir / STATE_FILE).is_file():  # a registry model: the version its traffic gets, not a candidate
-        model_dir = model_dir / str(Registry(model_dir.parent).serving_version(model_dir.name))
-    results = ExportedModel.load(model_dir).classify_files(list(images))
+    results = api.load(model_dir).classify_files(images)  # a registry model: the version its traffic gets
     for result in results:
         if as_json:
             print(json.dumps(result.to_dict()))
@@ -535,7 +531,7 @@ def reviews_export(
 
 def _monitored_model(registry: Path | None, model: str | None):  # type: ignore[no-untyped-def]
     from imgclf.errors import ConfigError
-    from imgclf.gateway.app import resolve_model_name
+    from imgclf.gateway.runtime import resolve_model_name
     from imgclf.monitoring.jobs import ProfileCache
 
     settings = _gateway_settings(**({"registry": registry} if registry else {}))
@@ -559,6 +555,7 @@ def monitor_drift(
     fail_on_drift: Annotated[bool, typer.Option(help="Exit with status 3 when drift is detected.")] = False,
 ) -> None:
     """Compare recent predictions with the version's reference profile (PSI, JS, KS, MMD)."""
+    from imgclf.monitoring.drift import DriftThresholds
     from imgclf.monitoring.jobs import drift_check, now_minus, parse_duration
     from imgclf.monitoring.report import report_lines, write_html_report, write_json_report
 
@@ -566,7 +563,7 @@ def monitor_drift(
     start = now_minus(parse_duration(since)) if since else None
     size = window if window is not None else (None if since else settings.drift_window)
     report, profile, observed = drift_check(
-        _gateway_database(), profiles, name, version, start, size, settings.drift_thresholds()
+        _gateway_database(), profiles, name, version, start, size, DriftThresholds.from_settings(settings)
     )
     for line in report_lines(report):
         console.print(line, highlight=False, markup=False)

@@ -144,20 +144,6 @@ class GatewaySettings(BaseSettings):
     drift_min_window: int = Field(50, ge=2)
     drift_permutations: int = Field(500, ge=10)
 
-    def drift_thresholds(self):  # type: ignore[no-untyped-def]
-        """The drift tests' thresholds (``imgclf.monitoring.drift.DriftThresholds``)."""
-        from imgclf.monitoring.drift import DriftThresholds
-
-        return DriftThresholds(
-            psi=self.drift_psi,
-            js_distance=self.drift_js_distance,
-            ks_p_value=self.drift_ks_p_value,
-            mmd_p_value=self.drift_mmd_p_value,
-            accuracy_drop=self.drift_accuracy_drop,
-            min_window=self.drift_min_window,
-            permutations=self.drift_permutations,
-        )
-
     @property
     def bytes_in_flight_limit(self) -> int:
         """The upload budget of one process (see ``max_bytes_in_flight``); at least one largest request."""

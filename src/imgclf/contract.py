@@ -1,15 +1,34 @@
-"""What makes a directory under a model's base path a whole export (standard library only).
+"""The export contract: what an imgclf version directory holds and how to read it (standard library only).
 
-TF Serving treats every integer directory under a model's base path as a version. A version can be
-there but not whole: copied with ``cp -r`` or rsync while a server polls, or overwritten by hand.
-``imgclf export`` therefore writes, last, ``assets.extra/export_manifest.json``: the size and
-SHA-256 of every file of the export. ``check_export`` compares a directory with its manifest;
-an export made before manifests existed (or by another tool) is checked by its structure:
-``saved_model.pb`` must be a well-formed protocol buffer with a MetaGraph. Files added to a version
-after export (the gate's result, for example) are not in the manifest and do not matter.
+Every part of imgclf that writes or reads an export goes through this module: the SavedModel's
+signature, input and output names, the files beside it (labels, model card, reference profile,
+warmup requests, gate result, manifest), the integer-version scan, and the check that a version
+directory is whole. TensorFlow, the model server and the gateway all agree because they all read
+these names from here.
+
+``REGISTRY/NAME/<version>/``::
+
+    saved_model.pb, variables/            the SavedModel (signatures below)
+    assets/labels.txt                     class names, one per line, in output order
+    assets.extra/model_card.json          classes, preprocessing, threshold, metrics, versions
+    assets.extra/reference_profile.json   what monitoring compares production traffic with
+    assets.extra/tf_serving_warmup_requests
+    assets.extra/gate_result.json         written by the promotion gate (and BLESSED/NOT_BLESSED)
+    assets.extra/export_manifest.json     written last: size and SHA-256 of every file
+
+``serving_default``: ``image_bytes`` (string [N], encoded images) → ``scores`` (float32 [N, classes]),
+``class_ids`` (int64 [N]), ``labels`` (string [N]), ``embedding_projection`` (float32 [N, 32]) and
+``input_statistics`` (float32 [N, 12]); exports made before the last two existed lack them.
+
+A version can be there but not whole: copied with ``cp -r`` or rsync while a server polls, or
+overwritten by hand. ``check_export`` compares a directory with its manifest; an export made before
+manifests existed (or by another tool) is checked by its structure: ``saved_model.pb`` must be a
+well-formed protocol buffer with a MetaGraph. Files added after export (the gate's result, for
+example) are not in the manifest and do not matter.
 
 Example:
-    >>> write_manifest(Path("registry/cats_dogs/.export-1f2e"))
+    >>> read_labels(Path("registry/cats_dogs/3"))
+    ['cats', 'dogs']
     >>> check_export(Path("registry/cats_dogs/3"))
     ExportCheck(complete=True, reason='', verified=True)
 """
@@ -21,10 +40,57 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from imgclf.errors import ExportError
+
+# ------------------------------------------------------------------ signatures and tensors
+SERVING_SIGNATURE = "serving_default"  # encoded image bytes in (TF Serving's default signature)
+PIXELS_SIGNATURE = "serving_pixels"  # resized float RGB pixels in
+FEATURES_SIGNATURE = "serving_features"  # serving_default plus the full pooled embedding
+INPUT_BYTES = "image_bytes"
+INPUT_PIXELS = "pixels"
+OUTPUT_SCORES = "scores"
+OUTPUT_CLASS_IDS = "class_ids"
+OUTPUT_LABELS = "labels"
+OUTPUT_EMBEDDING_PROJECTION = "embedding_projection"  # optional: exports before it lack it
+OUTPUT_INPUT_STATISTICS = "input_statistics"  # optional: exports before it lack it
+OUTPUT_EMBEDDING = "embedding"  # serving_features only
+CLASSIFICATION_OUTPUTS = (OUTPUT_SCORES, OUTPUT_CLASS_IDS)  # what every export answers
+MONITORING_OUTPUTS = (OUTPUT_EMBEDDING_PROJECTION, OUTPUT_INPUT_STATISTICS)
+PROJECTION_DIM = 32  # embedding_projection = pooled embedding · Gaussian matrix (seed below) / √32
+PROJECTION_SEED = 0
+
+# ------------------------------------------------------------------ files
 SAVED_MODEL_FILE = "saved_model.pb"
-MANIFEST_FILE = Path("assets.extra") / "export_manifest.json"
+LABELS_FILE = Path("assets") / "labels.txt"
+EXTRA_DIR = Path("assets.extra")
+MODEL_CARD_FILE = EXTRA_DIR / "model_card.json"
+REFERENCE_PROFILE_FILE = EXTRA_DIR / "reference_profile.json"
+WARMUP_FILE = EXTRA_DIR / "tf_serving_warmup_requests"
+GATE_RESULT_FILE = EXTRA_DIR / "gate_result.json"
+MANIFEST_FILE = EXTRA_DIR / "export_manifest.json"
 MANIFEST_FORMAT = 1
+
+
+def read_labels(version_dir: str | Path) -> list[str]:
+    """The export's class names in output order ([] if it has no labels file)."""
+    path = Path(version_dir) / LABELS_FILE
+    if not path.is_file():
+        return []
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def read_model_card(version_dir: str | Path) -> dict[str, Any]:
+    """The export's model card; ``ExportError`` if it is missing or unreadable."""
+    path = Path(version_dir) / MODEL_CARD_FILE
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ExportError(f"no readable model card at {path}: {error}") from None
+    if not isinstance(card, dict):
+        raise ExportError(f"the model card at {path} is not a JSON object")
+    return card
 
 
 def version_directories(base_path: str | Path) -> list[int]:

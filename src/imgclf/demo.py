@@ -18,8 +18,8 @@ from imgclf.data.sources import load_dataset
 from imgclf.errors import ConfigError
 from imgclf.evaluation.evaluate import evaluate_run
 from imgclf.export.inference import ExportedModel
-from imgclf.export.savedmodel import export_run
 from imgclf.modeling.training import train
+from imgclf.registry.publish import export_run
 from imgclf.synthetic import make_shapes_dataset
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from imgclf.errors import ServingError
 from imgclf.export.inference import ExportedModel
-from imgclf.export.savedmodel import export_run
 from imgclf.gateway.backends import GrpcBackend, LocalBackend, RestBackend, create_backend, read_model_card
+from imgclf.registry.publish import export_run
 from tests.serving.conftest import running_server, wait_for
 
 

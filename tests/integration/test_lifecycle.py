@@ -15,8 +15,8 @@ from imgclf.data.sources import load_dataset
 from imgclf.errors import DatasetError, RunDirError
 from imgclf.evaluation.evaluate import evaluate_run, predict_files
 from imgclf.export.inference import ExportedModel, resolve_version_dir
-from imgclf.export.savedmodel import export_run
 from imgclf.modeling.training import train
+from imgclf.registry.publish import export_run
 from tests.conftest import tiny_config, write_csv
 
 pytestmark = pytest.mark.slow

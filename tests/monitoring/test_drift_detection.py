@@ -30,8 +30,8 @@ WINDOWS = 20
 @pytest.fixture(scope="module")
 def drift_export(cats_dogs_dir, tmp_path_factory) -> tuple[Path, list[bytes]]:
     """small_cnn (64 px, one epoch on 100 photos) exported with 300 reference photos; 300 held back."""
-    from imgclf.export.savedmodel import export_run
     from imgclf.modeling.training import train
+    from imgclf.registry.publish import export_run
 
     root = tmp_path_factory.mktemp("drift")
     train_rows, reference_rows, held_back = [], [], []

@@ -81,7 +81,7 @@ def test_class_mix_shift_is_detected_by_psi_and_js(profile):
 
 
 def test_small_windows_are_insufficient_data(profile):
-    report = detect_drift(profile, synthetic_window(20, seed=8), DriftThresholds(min_window=50))
+    report = detect_drift(profile, synthetic_window(20, seed=8), DriftThresholds.from_settings(min_window=50))
     assert report.verdict == "insufficient_data" and report.tests == []
     assert report.quality.predictions == 20
 

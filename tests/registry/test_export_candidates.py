@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from imgclf.export.savedmodel import export_run
 from imgclf.gateway.routing import TrafficRouter
 from imgclf.registry.gate import MetricThreshold, run_gate
+from imgclf.registry.publish import export_run
 from imgclf.registry.store import Registry
 from imgclf.registry.tfserving import model_server_config
 from tests.integration.test_cli import run_cli

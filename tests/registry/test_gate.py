@@ -33,8 +33,8 @@ def test_change_thresholds_follow_tfma_semantics():
 
 
 def test_gate_refuses_shuffled_labels_and_blesses_a_better_model(shapes_dir, tmp_path, capsys):
-    from imgclf.export.savedmodel import export_run
     from imgclf.modeling.training import train
+    from imgclf.registry.publish import export_run
 
     files = sorted(p for p in shapes_dir.rglob("*") if p.is_file())
     rows = [[str(p), p.parent.name, "val" if i % 4 == 0 else "train"] for i, p in enumerate(files)]

@@ -20,7 +20,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from imgclf.export.inference import ExportedModel
-from imgclf.export.savedmodel import export_run
+from imgclf.registry.publish import export_run
 
 IMGCLF = [sys.executable, "-m", "imgclf"]
 

@@ -20,11 +20,18 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from imgclf.contract import check_export, version_directories
+from imgclf.contract import (
+    INPUT_BYTES,
+    OUTPUT_LABELS,
+    OUTPUT_SCORES,
+    SERVING_SIGNATURE,
+    check_export,
+    read_labels,
+    read_model_card,
+    version_directories,
+)
 from imgclf.data.inspection import inspect_bytes
 from imgclf.errors import ExportError
-from imgclf.export.savedmodel import INPUT_BYTES, SERVING_SIGNATURE
-from imgclf.run_dir import read_json
 
 
 @dataclass
@@ -67,33 +74,43 @@ class ExportedModel:
             raise ExportError(f"cannot load SavedModel {path}: {exc}") from None
         if SERVING_SIGNATURE not in loaded.signatures:
             raise ExportError(f"{path} has no {SERVING_SIGNATURE!r} signature")
-        card_path = path / "assets.extra" / "model_card.json"
-        card = read_json(card_path) if card_path.is_file() else {}
-        labels_path = path / "assets" / "labels.txt"
-        labels = labels_path.read_text(encoding="utf-8").split() if labels_path.is_file() else []
-        return cls(path, labels, card, loaded.signatures[SERVING_SIGNATURE], loaded)
+        try:
+            card = read_model_card(path)
+        except ExportError:
+            card = {}  # a SavedModel from elsewhere: no card, and its labels (if any) say the classes
+        return cls(path, read_labels(path), card, loaded.signatures[SERVING_SIGNATURE], loaded)
 
     def predict_bytes(self, images: list[bytes], signature: str = SERVING_SIGNATURE) -> dict[str, np.ndarray]:
         """Raw signature outputs for encoded images (all must be decodable).
 
-        ``signature="serving_features"`` adds the full pooled ``embedding``.
+        ``signature=FEATURES_SIGNATURE`` adds the full pooled ``embedding``.
         """
         function = self.signature if signature == SERVING_SIGNATURE else self.loaded.signatures[signature]
         outputs = function(**{INPUT_BYTES: tf.constant(images, dtype=tf.string)})
         return {key: value.numpy() for key, value in outputs.items()}
 
     def classify_files(self, paths: list[str | Path], batch_size: int = 32) -> list[FilePrediction]:
+        """One result per path, in order; unreadable or undecodable files get ``error`` instead."""
+        named: list[tuple[str, bytes, str | None]] = []
+        for path in paths:
+            try:
+                named.append((str(path), Path(path).read_bytes(), None))
+            except OSError as exc:
+                named.append((str(path), b"", f"cannot read: {exc.strerror or exc}"))
+        return self._classify(named, batch_size)
+
+    def classify_bytes(self, named: list[tuple[str, bytes]], batch_size: int = 32) -> list[FilePrediction]:
+        """Like ``classify_files`` for encoded images in memory, each with a name for messages."""
+        return self._classify([(name, data, None) for name, data in named], batch_size)
+
+    def _classify(self, named: list[tuple[str, bytes, str | None]], batch_size: int) -> list[FilePrediction]:
         results: list[FilePrediction] = []
         good: list[tuple[int, bytes]] = []
-        for path in paths:
-            path = Path(path)
-            results.append(FilePrediction(path=str(path)))
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                results[-1].error = f"cannot read: {exc.strerror or exc}"
+        for name, data, error in named:
+            results.append(FilePrediction(path=name, error=error))
+            if error is not None:
                 continue
-            info = inspect_bytes(path, data)
+            info = inspect_bytes(Path(name), data)
             if not info.usable:
                 results[-1].error = f"{info.status.replace('_', ' ')}: {info.error}"
                 continue
@@ -102,8 +119,8 @@ class ExportedModel:
             chunk = good[start : start + batch_size]
             outputs = self.predict_bytes([data for _, data in chunk])
             for row, (index, _) in enumerate(chunk):
-                scores = outputs["scores"][row]
-                label = outputs["labels"][row].decode()
+                scores = outputs[OUTPUT_SCORES][row]
+                label = outputs[OUTPUT_LABELS][row].decode()
                 names = self.labels or [str(i) for i in range(len(scores))]
                 results[index].label = label
                 results[index].confidence = float(scores[names.index(label)]) if label in names else None

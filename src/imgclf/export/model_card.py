@@ -9,13 +9,27 @@ from __future__ import annotations
 
 import platform
 from datetime import UTC, datetime
+from importlib.metadata import version as package_version
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-import imgclf
 from imgclf.config import TrainConfig
+from imgclf.contract import (
+    FEATURES_SIGNATURE,
+    INPUT_BYTES,
+    INPUT_PIXELS,
+    OUTPUT_CLASS_IDS,
+    OUTPUT_EMBEDDING,
+    OUTPUT_EMBEDDING_PROJECTION,
+    OUTPUT_INPUT_STATISTICS,
+    OUTPUT_LABELS,
+    OUTPUT_SCORES,
+    PIXELS_SIGNATURE,
+    PROJECTION_DIM,
+    SERVING_SIGNATURE,
+)
 from imgclf.preprocessing import PreprocessingSpec
 from imgclf.run_dir import RunDir, read_json
 
@@ -65,22 +79,24 @@ def build_model_card(
             "resize": "bilinear, no antialiasing, output float32 in [0, 255]",
         },
         "signatures": {
-            "serving_default": {
-                "inputs": {"image_bytes": "string [N]"},
+            SERVING_SIGNATURE: {
+                "inputs": {INPUT_BYTES: "string [N]"},
                 "outputs": {
-                    "scores": "float32 [N, classes]",
-                    "class_ids": "int64 [N]",
-                    "labels": "string [N]",
-                    "embedding_projection": "float32 [N, 32]",
-                    "input_statistics": "float32 [N, 12] (monitoring; columns in imgclf.monitoring.input_stats order)",
+                    OUTPUT_SCORES: "float32 [N, classes]",
+                    OUTPUT_CLASS_IDS: "int64 [N]",
+                    OUTPUT_LABELS: "string [N]",
+                    OUTPUT_EMBEDDING_PROJECTION: f"float32 [N, {PROJECTION_DIM}]",
+                    OUTPUT_INPUT_STATISTICS: (
+                        "float32 [N, 12] (monitoring; columns in imgclf.monitoring.input_stats order)"
+                    ),
                 },
             },
-            "serving_features": {
-                "inputs": {"image_bytes": "string [N]"},
-                "outputs": "serving_default's, plus embedding: float32 [N, D] (pooled features)",
+            FEATURES_SIGNATURE: {
+                "inputs": {INPUT_BYTES: "string [N]"},
+                "outputs": f"{SERVING_SIGNATURE}'s, plus {OUTPUT_EMBEDDING}: float32 [N, D] (pooled features)",
             },
-            "serving_pixels": {
-                "inputs": {"pixels": f"float32 [N, {spec.image_size}, {spec.image_size}, 3] in [0, 255]"}
+            PIXELS_SIGNATURE: {
+                "inputs": {INPUT_PIXELS: f"float32 [N, {spec.image_size}, {spec.image_size}, 3] in [0, 255]"}
             },
         },
         "decision": {
@@ -97,7 +113,7 @@ def build_model_card(
             "split_source": summary.get("split_source"),
         },
         "versions": {
-            "imgclf": imgclf.__version__,
+            "imgclf": package_version("imgclf"),
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
             "python": platform.python_version(),

@@ -18,11 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
+from imgclf.contract import (
+    OUTPUT_CLASS_IDS,
+    OUTPUT_EMBEDDING_PROJECTION,
+    OUTPUT_INPUT_STATISTICS,
+    OUTPUT_SCORES,
+    PROJECTION_SEED,
+)
 from imgclf.data.prepare import usable_samples
 from imgclf.evaluation.evaluate import choose_data
 from imgclf.export.inference import ExportedModel
-from imgclf.export.savedmodel import PROJECTION_SEED
-from imgclf.monitoring.input_stats import SIGNATURE_OUTPUT, STATISTICS, image_format, image_statistics, rounded
+from imgclf.monitoring.input_stats import STATISTICS, image_format, image_statistics, rounded
 from imgclf.monitoring.profile import ReferenceProfile
 from imgclf.monitoring.window import Window, compact_embedding
 from imgclf.run_dir import RunDir
@@ -37,14 +43,14 @@ def observe_images(model: ExportedModel, images: list[bytes], batch_size: int = 
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
         outputs = model.predict_bytes(chunk)
-        ids = outputs["class_ids"].astype(np.int64)
+        ids = outputs[OUTPUT_CLASS_IDS].astype(np.int64)
         class_ids.append(ids)
-        confidence.append(outputs["scores"][np.arange(len(ids)), ids].astype(np.float64))
-        embeddings.append(np.array([compact_embedding(row) for row in outputs["embedding_projection"]]))
+        confidence.append(outputs[OUTPUT_SCORES][np.arange(len(ids)), ids].astype(np.float64))
+        embeddings.append(np.array([compact_embedding(row) for row in outputs[OUTPUT_EMBEDDING_PROJECTION]]))
         for row, data in enumerate(chunk):
-            if SIGNATURE_OUTPUT in outputs:
+            if OUTPUT_INPUT_STATISTICS in outputs:
                 formats.append(image_format(data))
-                values = rounded(outputs[SIGNATURE_OUTPUT][row])
+                values = rounded(outputs[OUTPUT_INPUT_STATISTICS][row])
             else:
                 measured = image_statistics(data)
                 formats.append(measured.format)
@@ -80,7 +86,7 @@ def build_reference_profile(
     if all(s.label in index for s in samples):
         y_true = np.array([index[s.label] for s in samples], dtype=np.int64)
     embedding = {
-        "output": "embedding_projection",
+        "output": OUTPUT_EMBEDDING_PROJECTION,
         "dim": int(window.embeddings.shape[1]),
         "projection_seed": PROJECTION_SEED,
     }

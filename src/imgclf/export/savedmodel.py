@@ -29,33 +29,42 @@ version of a model becomes its stable version; later ones are candidates until p
 from __future__ import annotations
 
 import re
-import shutil
-import uuid
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from imgclf.config import TrainConfig
-from imgclf.contract import write_manifest
+from imgclf.contract import (
+    FEATURES_SIGNATURE,
+    INPUT_BYTES,
+    INPUT_PIXELS,
+    LABELS_FILE,
+    OUTPUT_CLASS_IDS,
+    OUTPUT_EMBEDDING,
+    OUTPUT_EMBEDDING_PROJECTION,
+    OUTPUT_INPUT_STATISTICS,
+    OUTPUT_LABELS,
+    OUTPUT_SCORES,
+    PIXELS_SIGNATURE,
+    PROJECTION_DIM,
+    PROJECTION_SEED,
+    REFERENCE_PROFILE_FILE,
+    SERVING_SIGNATURE,
+    WARMUP_FILE,
+)
 from imgclf.errors import ExportError
 from imgclf.export.input_statistics import input_statistics
 from imgclf.export.model_card import build_model_card
+from imgclf.export.reference import build_reference_profile
 from imgclf.export.warmup import write_warmup_requests
 from imgclf.modeling.architectures import EMBEDDING_LAYER_NAME, class_scores
 from imgclf.modeling.training import preprocessing_spec
-from imgclf.monitoring.input_stats import SIGNATURE_OUTPUT as STATISTICS_OUTPUT
 from imgclf.preprocessing import PreprocessingSpec, decode_and_resize_batch, normalize
-from imgclf.run_dir import RunDir, read_json, write_json
+from imgclf.run_dir import RunDir, read_json
 
-SERVING_SIGNATURE = "serving_default"
-PIXELS_SIGNATURE = "serving_pixels"
-FEATURES_SIGNATURE = "serving_features"
-INPUT_BYTES = "image_bytes"
-INPUT_PIXELS = "pixels"
-PROJECTION_DIM = 32
-PROJECTION_SEED = 0
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -89,10 +98,10 @@ def build_archive(
         class_ids = _decision(scores, threshold)
         embedding = tf.cast(embedding, tf.float32)
         return {
-            "scores": scores,
-            "class_ids": class_ids,
-            "labels": tf.gather(labels, class_ids),
-            "embedding_projection": tf.matmul(embedding, projection),
+            OUTPUT_SCORES: scores,
+            OUTPUT_CLASS_IDS: class_ids,
+            OUTPUT_LABELS: tf.gather(labels, class_ids),
+            OUTPUT_EMBEDDING_PROJECTION: tf.matmul(embedding, projection),
         }
 
     def from_bytes(image_bytes: tf.Tensor, with_embedding: bool) -> dict[str, tf.Tensor]:
@@ -100,9 +109,9 @@ def build_archive(
         embedding, raw = both(normalize(pixels, spec.normalization), training=False)
         embedding = tf.cast(embedding, tf.float32)  # outputs() casting it again is a no-op
         answer = outputs(embedding, raw)
-        answer[STATISTICS_OUTPUT] = input_statistics(pixels, sizes)
+        answer[OUTPUT_INPUT_STATISTICS] = input_statistics(pixels, sizes)
         if with_embedding:
-            answer["embedding"] = embedding
+            answer[OUTPUT_EMBEDDING] = embedding
         return answer
 
     def serve_bytes(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -161,19 +170,24 @@ def _check_classes(classes: list[str], model: keras.Model, run: RunDir) -> None:
         )
 
 
-def export_run(
-    run_dir: str | Path, registry: str | Path, name: str | None = None, reference_data: str | None = None
-) -> Path:
-    """Export a trained run into ``registry/name/<next version>``; return that directory.
+def check_model_name(name: str) -> str:
+    """A model name TF Serving and the registry accept (it becomes a directory and a URL segment)."""
+    if not _NAME_PATTERN.match(name):
+        raise ExportError(f"model name {name!r} may use letters, digits, '_', '.' and '-' only")
+    return name
 
+
+def write_export(run_dir: str | Path, out: Path, name: str, reference_data: str | None = None) -> dict[str, Any]:
+    """Write a trained run's export into the new directory ``out``; return its model card.
+
+    Everything but what names the version: the caller (``imgclf.registry.publish.export_run``)
+    writes the card with its version and the manifest, then renames ``out`` into place.
     ``reference_data`` (a folder or CSV manifest; its ``val`` split if it has splits) replaces the
     run's validation split as the images the reference profile is measured on.
     """
     run = RunDir(Path(run_dir).expanduser().resolve())
     run.require_trained()
-    name = name or run.path.name
-    if not _NAME_PATTERN.match(name):
-        raise ExportError(f"model name {name!r} may use letters, digits, '_', '.' and '-' only")
+    check_model_name(name)
     config = TrainConfig.load(run.config)
     classes = run.read_labels()
     spec = preprocessing_spec(config)
@@ -181,35 +195,18 @@ def export_run(
     model = keras.models.load_model(run.best_checkpoint, compile=False)
     _check_classes(classes, model, run)
 
-    base = Path(registry).expanduser().resolve() / name
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = base / f".export-{uuid.uuid4().hex[:12]}"
-    try:
-        build_archive(model, classes, spec, threshold).write_out(str(tmp), verbose=False)
-        (tmp / "assets").mkdir(exist_ok=True)
-        (tmp / "assets" / "labels.txt").write_text("\n".join(classes) + "\n", encoding="utf-8")
-        extra = tmp / "assets.extra"
-        write_warmup_requests(extra / "tf_serving_warmup_requests", name, spec)
-        card = build_model_card(run, config, classes, spec, threshold, threshold_source, name)
-        from imgclf.export.reference import build_reference_profile  # imports this module
-
-        profile = build_reference_profile(tmp, run, classes, reference_data)
-        profile.save(tmp)
-        card["monitoring"] = {
-            "reference_profile": "assets.extra/reference_profile.json",
-            "reference_images": profile.window.size,
-            "reference_source": profile.source,
-            "reference_accuracy": profile.accuracy,
-            "embedding": profile.embedding,
-        }
-        from imgclf.registry.store import Registry  # the registry numbers versions and decides what serves
-
-        def finish(version: int) -> None:
-            card["version"] = version
-            write_json(extra / "model_card.json", card)
-            write_manifest(tmp)
-
-        return base / str(Registry(base.parent).publish(tmp, name, finish))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    build_archive(model, classes, spec, threshold).write_out(str(out), verbose=False)
+    (out / LABELS_FILE).parent.mkdir(exist_ok=True)
+    (out / LABELS_FILE).write_text("\n".join(classes) + "\n", encoding="utf-8")
+    write_warmup_requests(out / WARMUP_FILE, name, spec)
+    card = build_model_card(run, config, classes, spec, threshold, threshold_source, name)
+    profile = build_reference_profile(out, run, classes, reference_data)
+    profile.save(out)
+    card["monitoring"] = {
+        "reference_profile": REFERENCE_PROFILE_FILE.as_posix(),
+        "reference_images": profile.window.size,
+        "reference_source": profile.source,
+        "reference_accuracy": profile.accuracy,
+        "embedding": profile.embedding,
+    }
+    return card

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
+from imgclf.contract import INPUT_BYTES, SERVING_SIGNATURE
 from imgclf.preprocessing import PreprocessingSpec
 
 WARMUP_BATCH_SIZES = (1, 8)
@@ -35,9 +36,9 @@ def write_warmup_requests(path: Path, model_name: str, spec: PreprocessingSpec) 
     with tf.io.TFRecordWriter(str(path)) as writer:
         for batch_size in WARMUP_BATCH_SIZES:
             request = predict_pb2.PredictRequest(
-                model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default")
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=SERVING_SIGNATURE)
             )
-            request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto([image] * batch_size))
+            request.inputs[INPUT_BYTES].CopyFrom(tf.make_tensor_proto([image] * batch_size))
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
     return path

@@ -11,13 +11,12 @@ Every backend sends the export's ``serving_default`` input (``image_bytes``) and
 class scores and the export's own decision (``class_ids``: argmax, or the binary threshold baked in
 at export), what monitoring stores (``embedding_projection`` and ``input_statistics``; None for
 exports made before they existed) and the version that produced them; class names and the decision threshold come
-from that version's model card in the registry (``assets.extra/model_card.json``).
+from that version's model card in the registry (``imgclf.contract.read_model_card``).
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import threading
 import time
@@ -28,15 +27,23 @@ from typing import Protocol
 
 import numpy as np
 
-from imgclf.errors import ServingError
-from imgclf.monitoring.input_stats import SIGNATURE_OUTPUT as STATISTICS
+from imgclf.contract import (
+    CLASSIFICATION_OUTPUTS,
+    INPUT_BYTES,
+    MONITORING_OUTPUTS,
+    OUTPUT_CLASS_IDS,
+    OUTPUT_EMBEDDING_PROJECTION,
+    OUTPUT_INPUT_STATISTICS,
+    OUTPUT_SCORES,
+)
+from imgclf.contract import read_model_card as read_card
+from imgclf.errors import ExportError, ServingError
 
 log = logging.getLogger(__name__)
 
-INPUT = "image_bytes"
-OUTPUTS = ("scores", "class_ids")
-EMBEDDING = "embedding_projection"
-MONITORING = (EMBEDDING, STATISTICS)  # optional: older exports lack them
+INPUT = INPUT_BYTES
+OUTPUTS = CLASSIFICATION_OUTPUTS
+MONITORING = MONITORING_OUTPUTS  # optional: older exports lack them
 
 
 @dataclass(frozen=True)
@@ -120,12 +127,10 @@ class ModelCard:
 
 def read_model_card(registry: Path, name: str, version: int) -> ModelCard:
     """Classes and threshold of one exported version (the registry is the source of truth)."""
-    path = Path(registry) / name / str(version) / "assets.extra" / "model_card.json"
     try:
-        card = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        message = f"no readable model card for {name} version {version}: {error}"
-        raise ServingError("FAILED_PRECONDITION", message) from None
+        card = read_card(Path(registry) / name / str(version))
+    except ExportError as error:
+        raise ServingError("FAILED_PRECONDITION", f"{name} version {version}: {error}") from None
     threshold = card.get("decision", {}).get("threshold")
     return ModelCard(list(card["classes"]), threshold)
 
@@ -353,7 +358,7 @@ class RestBackend(RemoteVersions):
         answer = self._request("POST", f"/v1/models/{self.model_name}/versions/{version}:predict", json=body)
         rows = answer["predictions"]
         outputs = {
-            name: np.array([row[name] for row in rows], dtype=np.int64 if name == "class_ids" else np.float32)
+            name: np.array([row[name] for row in rows], dtype=np.int64 if name == OUTPUT_CLASS_IDS else np.float32)
             for name in (*OUTPUTS, *MONITORING)
             if name in OUTPUTS or (rows and name in rows[0])
         }
@@ -365,7 +370,12 @@ class RestBackend(RemoteVersions):
 
 def _answer(model_name: str, version: int, outputs: dict[str, np.ndarray]) -> BackendAnswer:
     return BackendAnswer(
-        model_name, version, outputs["scores"], outputs["class_ids"], outputs.get(EMBEDDING), outputs.get(STATISTICS)
+        model_name,
+        version,
+        outputs[OUTPUT_SCORES],
+        outputs[OUTPUT_CLASS_IDS],
+        outputs.get(OUTPUT_EMBEDDING_PROJECTION),
+        outputs.get(OUTPUT_INPUT_STATISTICS),
     )
 
 

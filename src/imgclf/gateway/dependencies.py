@@ -14,8 +14,8 @@ from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from imgclf.gateway.api_keys import KeyInfo
-from imgclf.gateway.app import Gateway
 from imgclf.gateway.errors import ApiError
+from imgclf.gateway.runtime import Gateway
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An imgclf API key (ik_...).")
 bearer = HTTPBearer(auto_error=False, description="An imgclf API key (ik_...) as a bearer token.")

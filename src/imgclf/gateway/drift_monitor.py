@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 from imgclf.config import GatewaySettings
 from imgclf.errors import MonitoringError
 from imgclf.gateway.metrics import GatewayMetrics
-from imgclf.monitoring.drift import DriftReport
+from imgclf.monitoring.drift import DriftReport, DriftThresholds
 from imgclf.monitoring.jobs import ProfileCache, drift_check, now_minus
 from imgclf.storage.monitoring import versions_with_traffic
 
@@ -55,7 +55,7 @@ class DriftMonitor:
                     version,
                     since,
                     self.settings.drift_window,
-                    self.settings.drift_thresholds(),
+                    DriftThresholds.from_settings(self.settings),
                 )
             except MonitoringError as error:
                 log.warning("drift check of %s version %s skipped: %s", self.model_name, version, error)

@@ -31,13 +31,13 @@ from imgclf.data.pipeline import make_dataset
 from imgclf.data.prepare import PreparedData, prepare_training_data
 from imgclf.data.sources import Sample, load_dataset, write_manifest
 from imgclf.errors import RunDirError
-from imgclf.evaluation.plots import plot_learning_curves
 from imgclf.modeling.architectures import (
     backbone_spec,
     build_model,
     unfreeze_top_layers,
     validate_model_options,
 )
+from imgclf.modeling.learning_curves import plot_learning_curves
 from imgclf.modeling.strategy import choose_strategy, describe
 from imgclf.preprocessing import PreprocessingSpec
 from imgclf.run_dir import RunDir, read_json, write_json

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as scipy_stats
 
+from imgclf.config import GatewaySettings
 from imgclf.monitoring.input_stats import STATISTICS
 from imgclf.monitoring.profile import ReferenceProfile
 from imgclf.monitoring.quality import QualitySummary, summarize_quality
@@ -47,16 +48,33 @@ _EPS = 1e-4
 
 @dataclass(frozen=True)
 class DriftThresholds:
-    psi: float = 0.25
-    js_distance: float = 0.2
+    """The drift tests' thresholds. Their defaults are ``GatewaySettings``' (``IMGCLF_DRIFT_*``): build
+    them with ``from_settings``."""
+
+    psi: float
+    js_distance: float
+    ks_p_value: float  # family-wise over the input statistics (Bonferroni)
+    mmd_p_value: float
+    accuracy_drop: float
+    min_window: int
+    permutations: int
     distance_p_value: float = 0.01  # PSI and JS must also be significant at this level
-    ks_p_value: float = 0.01  # family-wise over the input statistics (Bonferroni)
-    mmd_p_value: float = 0.01
-    accuracy_drop: float = 0.05
-    min_window: int = 50
-    permutations: int = 500
     max_mmd_samples: int = 1000
     seed: int = 0
+
+    @classmethod
+    def from_settings(cls, settings: GatewaySettings | None = None, **overrides: Any) -> DriftThresholds:
+        settings = settings or GatewaySettings()
+        values = dict(
+            psi=settings.drift_psi,
+            js_distance=settings.drift_js_distance,
+            ks_p_value=settings.drift_ks_p_value,
+            mmd_p_value=settings.drift_mmd_p_value,
+            accuracy_drop=settings.drift_accuracy_drop,
+            min_window=settings.drift_min_window,
+            permutations=settings.drift_permutations,
+        )
+        return cls(**{**values, **overrides})
 
 
 @dataclass(frozen=True)
@@ -170,7 +188,7 @@ def detect_drift(
     model_version: int = 0,
 ) -> DriftReport:
     """Run every drift test of ``window`` against ``profile``."""
-    t = thresholds or DriftThresholds()
+    t = thresholds or DriftThresholds.from_settings()
     reference = profile.window
     report = DriftReport(
         model_name,

@@ -9,7 +9,7 @@ decimals (``rounded``) wherever they are recorded.
 Two measurements exist, and a model is only ever compared with itself:
 
 * **In the signature** (exports made by this version): ``serving_default`` returns them as its
-  ``input_statistics`` output (``SIGNATURE_OUTPUT``), measured on the pixels the model sees
+  ``input_statistics`` output (``imgclf.contract.OUTPUT_INPUT_STATISTICS``), measured on the pixels the model sees
   (``imgclf.export.input_statistics``). The gateway records that output; the export's reference
   profile is measured through the same signature. The gateway never decodes an upload itself.
 * **With Pillow** (``image_statistics``; exports made before the signature had the output): a
@@ -34,7 +34,6 @@ import numpy as np
 from PIL import Image
 
 PREVIEW_SIDE = 128
-SIGNATURE_OUTPUT = "input_statistics"  # the export's output: float32 [N, len(STATISTICS)]
 STATISTICS = (
     "mean_r",
     "mean_g",

@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from imgclf.contract import REFERENCE_PROFILE_FILE
 from imgclf.errors import MonitoringError
 from imgclf.monitoring.input_stats import STATISTICS
 from imgclf.monitoring.window import Window, compact_embedding
 
-PROFILE_FILE = "reference_profile.json"
 MAX_EMBEDDING_SAMPLE = 1000
 _SCHEMA = 1
 
@@ -112,19 +112,20 @@ class ReferenceProfile:
         return cls(window, data.get("accuracy"), calibration, data.get("source", ""), data.get("embedding", {}))
 
     def save(self, version_dir: Path) -> Path:
-        path = Path(version_dir) / "assets.extra" / PROFILE_FILE
+        path = Path(version_dir) / REFERENCE_PROFILE_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_dict(), separators=(",", ":")), encoding="utf-8")
         return path
 
     @classmethod
     def load(cls, version_dir: str | Path) -> ReferenceProfile:
-        path = Path(version_dir) / "assets.extra" / PROFILE_FILE
+        path = Path(version_dir) / REFERENCE_PROFILE_FILE
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise MonitoringError(
-                f"{Path(version_dir)} has no reference profile ({PROFILE_FILE}); re-export it with this imgclf"
+                f"{Path(version_dir)} has no reference profile ({REFERENCE_PROFILE_FILE}); "
+                "re-export it with this imgclf"
             ) from None
         except (OSError, ValueError) as error:
             raise MonitoringError(f"cannot read {path}: {error}") from None

@@ -87,7 +87,7 @@ def detection_rate(
     detected = 0
     for index in range(windows):
         rows = np.sort(rng.choice(pool.size, size=min(window_size, pool.size), replace=False))
-        t = thresholds or DriftThresholds()
+        t = thresholds or DriftThresholds.from_settings()
         report = detect_drift(profile, pool.take(rows), DriftThresholds(**{**t.__dict__, "seed": seed + index}))
         detected += report.verdict == "drift"
         fired.update(test.name for test in report.drifted)

@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from imgclf.contract import GATE_RESULT_FILE as GATE_FILE
 from imgclf.errors import RegistryError
-from imgclf.registry.store import GATE_FILE, Registry
+from imgclf.registry.store import Registry
 
 DIRECTIONS = ("higher_is_better", "lower_is_better")
 

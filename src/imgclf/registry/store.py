@@ -35,13 +35,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from imgclf.contract import ExportCheck, check_export, directory_fingerprint, version_directories
-from imgclf.errors import RegistryError
+from imgclf.contract import GATE_RESULT_FILE as GATE_FILE
+from imgclf.contract import (
+    ExportCheck,
+    check_export,
+    directory_fingerprint,
+    read_model_card,
+    version_directories,
+)
+from imgclf.errors import ExportError, RegistryError
 
 STATE_FILE = "registry.json"
 STABLE, CANARY = "stable", "canary"
 PROMOTED, LATEST = "promoted", "latest"  # version policies: exports wait for promotion, or serve at once
-GATE_FILE = Path("assets.extra") / "gate_result.json"
 _LABEL = re.compile(r"^[A-Za-z0-9_]+$")
 
 
@@ -141,10 +147,10 @@ class Registry:
         return version is not None and version in self.versions(name) and self.check(name, version).complete
 
     def card(self, name: str, version: int) -> dict[str, Any]:
-        path = self.version_dir(name, version) / "assets.extra" / "model_card.json"
+        """The version's model card ({} if it has none that can be read)."""
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            return read_model_card(self.version_dir(name, version))
+        except ExportError:
             return {}
 
     def state(self, name: str) -> ModelState:

@@ -38,7 +38,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from imgclf.errors import ImgclfError, RegistryError
 from imgclf.registry.store import STABLE, Registry
-from imgclf.serving.options import BatchingParameters, validate_model_config
+from imgclf.serving.options import TF_SERVING_BATCHING, BatchingParameters, validate_model_config
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,7 @@ def tfserving_config_files(
     registry: Registry, base_path_prefix: str | None = None, batching: BatchingParameters | None = None
 ) -> dict[str, str]:
     """The text of models.config, batching.config and monitoring.config, by file name."""
-    batching = batching or BatchingParameters(max_batch_size=32, batch_timeout_micros=2000, max_enqueued_batches=100,
-                                              num_batch_threads=4)  # fmt: skip
+    batching = batching or TF_SERVING_BATCHING
     return {
         "models.config": text_format.MessageToString(model_server_config(registry, base_path_prefix)),
         "batching.config": batching_config(batching),

@@ -55,6 +55,17 @@ class BatchingParameters:
             )
 
 
+# The two batching defaults, and why they differ. In process (the gateway's local backend,
+# ``EmbeddedServer``) a batch runs as soon as the scheduler has one (no timeout: concurrent requests
+# queue up on their own) and the queue is deep (a burst waits instead of failing). A generated TF
+# Serving config (``imgclf models tfserving-config``) is for a separate server that serves many
+# gateways and whose core count the generator cannot know: 4 threads, and 2 ms to fill batches of 32.
+EMBEDDED_BATCHING = BatchingParameters(max_batch_size=64, max_enqueued_batches=1000)
+TF_SERVING_BATCHING = BatchingParameters(
+    max_batch_size=32, batch_timeout_micros=2000, max_enqueued_batches=100, num_batch_threads=4
+)
+
+
 @dataclass(frozen=True)
 class ServerOptions:
     """Everything ``imgclf serve`` can be told; names follow TF Serving's flags."""

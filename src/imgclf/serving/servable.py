@@ -15,11 +15,11 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
+from imgclf.contract import SERVING_SIGNATURE as DEFAULT_SIGNATURE
+from imgclf.contract import WARMUP_FILE
 from imgclf.errors import ServingError
 from imgclf.serving.status import from_tensorflow
 
-DEFAULT_SIGNATURE = "serving_default"
-WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000  # TF Serving's kMaxNumRecords
 
 

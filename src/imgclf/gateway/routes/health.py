@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
-from imgclf.gateway.app import Gateway
 from imgclf.gateway.dependencies import authorize, get_gateway
 from imgclf.gateway.errors import error_body, request_id_of
+from imgclf.gateway.runtime import Gateway
 from imgclf.gateway.schemas import Readiness, error_responses
 
 router = APIRouter(tags=["health"])

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from imgclf.gateway.app import Gateway
 from imgclf.gateway.dependencies import KEY_SECURITY, authorize
 from imgclf.gateway.errors import ApiError, request_id_of
+from imgclf.gateway.runtime import Gateway
 from imgclf.gateway.schemas import PredictResponse, error_responses
 from imgclf.gateway.uploads import read_images
 

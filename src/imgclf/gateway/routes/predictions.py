@@ -13,8 +13,8 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import AfterValidator
 
 from imgclf.gateway.api_keys import KeyInfo
-from imgclf.gateway.app import Gateway
 from imgclf.gateway.dependencies import get_gateway, require_scope
+from imgclf.gateway.runtime import Gateway
 from imgclf.gateway.schemas import DATABASE_DOWN, PLAIN_TEXT, PredictionPage, PredictionRecord, error_responses
 from imgclf.storage.predictions import PredictionFilter, ReviewStatus, as_utc, get_prediction, list_predictions
 

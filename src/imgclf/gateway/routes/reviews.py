@@ -7,9 +7,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends
 
 from imgclf.gateway.api_keys import KeyInfo
-from imgclf.gateway.app import Gateway
 from imgclf.gateway.dependencies import get_gateway, require_scope
 from imgclf.gateway.routes.predictions import Cursor, PageSize, PredictionId
+from imgclf.gateway.runtime import Gateway
 from imgclf.gateway.schemas import DATABASE_DOWN, PredictionPage, PredictionRecord, ReviewRequest, error_responses
 from imgclf.storage.predictions import record_review, review_queue
 

@@ -1,0 +1,146 @@
+"""The Python API: what the ``imgclf`` command does, for notebooks and scripts.
+
+The command line is a thin layer over these functions, so both behave alike and raise the same
+errors (``imgclf.errors``; the CLI prints their message on one line).
+
+Example:
+    >>> import imgclf
+    >>> run = imgclf.train("data/cats_dogs", out="runs/cats_dogs", model="small_cnn", epochs=3)
+    >>> imgclf.evaluate(run)["accuracy"]
+    0.91
+    >>> version = imgclf.export(run, registry="registry", name="cats_dogs")
+    >>> model = imgclf.load(version)              # a version, or a model directory (its serving version)
+    >>> [p.label for p in model.predict(["cat.jpg", open("dog.png", "rb").read()])]
+    ['cats', 'dogs']
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imgclf.errors import ConfigError, ImageDecodeError
+from imgclf.run_dir import RunDir
+
+RunLike = str | Path | RunDir
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's answer: the label the export decided, its score, and every class's score."""
+
+    source: str  # the path, or "image N" for bytes and PIL images
+    label: str
+    confidence: float
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+def train(
+    data: str | Path,
+    *,
+    out: str | Path,
+    resume: bool = False,
+    report: Callable[[str], object] | None = print,
+    config: Any = None,
+    **options: Any,
+) -> RunDir:
+    """Train a classifier into the run directory ``out``; return it.
+
+    ``options`` are ``imgclf.config.TrainConfig`` fields (``model``, ``image_size``, ``epochs``,
+    ``weights``, ``augmentation={"enabled": False}``...); ``config`` passes a whole ``TrainConfig``
+    instead. Invalid options raise ``ConfigError`` naming the first one.
+    """
+    from pydantic import ValidationError
+
+    from imgclf.config import TrainConfig
+    from imgclf.modeling.training import train as train_run
+
+    if config is None:
+        try:
+            config = TrainConfig(data=str(data), out=str(out), **options)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"])
+            raise ConfigError(f"invalid {where}: {error['msg']} (got {error.get('input')!r})") from None
+    return train_run(config, resume=resume, report=report or (lambda _line: None))
+
+
+def evaluate(
+    run: RunLike,
+    data: str | Path | None = None,
+    split: str | None = None,
+    target_precision: float | None = None,
+    target_recall: float | None = None,
+) -> dict[str, Any]:
+    """Evaluate a trained run (its validation split, or ``data``); writes ``RUN/eval/``; returns the metrics."""
+    from imgclf.evaluation.evaluate import evaluate_run
+
+    return evaluate_run(_run_path(run), None if data is None else str(data), split, target_precision, target_recall)
+
+
+def export(run: RunLike, *, registry: str | Path, name: str | None = None, reference_data: str | None = None) -> Path:
+    """Export a trained run as the next version of ``name`` in ``registry``; return the version directory.
+
+    The first version of a model becomes its stable version; later ones are candidates until promoted.
+    """
+    from imgclf.registry.publish import export_run
+
+    return export_run(_run_path(run), registry, name, reference_data)
+
+
+def load(path: str | Path) -> Model:
+    """An exported model: a version directory, or a model directory in a registry (the version it
+    serves; without registry state, its newest whole version)."""
+    from imgclf.export.inference import ExportedModel
+    from imgclf.registry.store import STATE_FILE, Registry
+
+    path = Path(path).expanduser()
+    if (path / STATE_FILE).is_file():
+        path = path / str(Registry(path.parent).serving_version(path.name))
+    return Model(ExportedModel.load(path))
+
+
+class Model:
+    """A loaded export. ``predict`` takes image paths, encoded bytes or PIL images."""
+
+    def __init__(self, exported: Any) -> None:
+        self._exported = exported
+        self.path: Path = exported.path
+        self.classes: list[str] = list(exported.labels)
+        self.card: dict[str, Any] = dict(exported.card)
+
+    def predict(self, images: Iterable[str | Path | bytes | Any], batch_size: int = 32) -> list[Prediction]:
+        """One ``Prediction`` per image, in order. An image that cannot be read or decoded raises
+        ``ImageDecodeError`` naming it (the message ``imgclf predict`` prints for that file)."""
+        named: list[tuple[str, bytes]] = []
+        for index, image in enumerate(images, start=1):
+            if isinstance(image, str | Path):
+                try:
+                    named.append((str(image), Path(image).read_bytes()))
+                except OSError as exc:
+                    raise ImageDecodeError(f"{image}: cannot read: {exc.strerror or exc}") from None
+            elif isinstance(image, bytes | bytearray | memoryview):
+                named.append((f"image {index}", bytes(image)))
+            elif hasattr(image, "save"):  # a PIL image: encoded losslessly for the export's own decoder
+                buffer = io.BytesIO()
+                image.convert("RGB").save(buffer, format="PNG")
+                named.append((f"image {index}", buffer.getvalue()))
+            else:
+                raise ConfigError(f"image {index}: expected a path, bytes or a PIL image, got {type(image).__name__}")
+        results = self._exported.classify_bytes(named, batch_size)
+        for result in results:
+            if result.error:
+                raise ImageDecodeError(f"{result.path}: {result.error}")
+        return [Prediction(r.path, r.label, r.confidence, r.scores) for r in results]
+
+
+    def classify_files(self, paths: Iterable[str | Path]) -> list[Any]:
+        """Per-file results that carry an ``error`` instead of raising (what ``imgclf predict`` prints)."""
+        return self._exported.classify_files(list(paths))
+
+
+def _run_path(run: RunLike) -> Path:
+    return run.path if isinstance(run, RunDir) else Path(run)
