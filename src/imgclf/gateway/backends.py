@@ -136,13 +136,12 @@ def read_model_card(registry: Path, name: str, version: int) -> ModelCard:
 
 
 class LocalBackend:
-    """The registry's model served in this process by the model server's engine.
+    """The registry's model served in this process by the model server's engine (``EmbeddedServer``).
 
     It follows the registry's state (``imgclf models promote``/``rollback``/``label``): every
     ``poll_seconds`` it applies the same model config ``imgclf models tfserving-config`` writes
-    (whole labelled versions and the previous stable loaded; labels set) with the model server's
-    config reload, which loads new versions before unloading old ones and never unloads the one
-    serving for one that failed.
+    (whole labelled versions and the previous stable loaded; labels set), which loads new versions
+    before unloading old ones and never unloads the one serving for one that failed.
     """
 
     def __init__(
@@ -153,33 +152,21 @@ class LocalBackend:
         timeout: float = 30,
         batching_parameters_file: Path | None = None,
     ) -> None:
-        from imgclf.serving.metrics import ServingMetrics
-        from imgclf.serving.options import BatchingParameters, ServerOptions, load_batching_parameters
-        from imgclf.serving.predictor import build_predictor
+        from imgclf.registry.store import Registry
+        from imgclf.serving.embedded import EmbeddedServer
+        from imgclf.serving.options import load_batching_parameters
 
         self.model_name = model_name
         self.timeout = timeout
-        if batching_parameters_file is not None:
-            batching = load_batching_parameters(batching_parameters_file)
-        else:
-            batching = BatchingParameters(max_batch_size=64, max_enqueued_batches=1000)
-        options = ServerOptions(
-            model_name=model_name,
-            model_base_path=Path(registry) / model_name,
-            enable_batching=True,
-            batching_parameters=batching,
-        )
-        self.serving_metrics = ServingMetrics()
-        self._predictor = build_predictor(options, self.serving_metrics)
-        from imgclf.registry.store import Registry
-
+        batching = load_batching_parameters(batching_parameters_file) if batching_parameters_file else None
+        self._server = EmbeddedServer(Path(registry) / model_name, model_name, batching)
+        self.serving_metrics = self._server.metrics
         self._registry = Registry(registry)
         self._applied: str | None = None
         self._refused: str | None = None
         self._stop = threading.Event()
-        self._predictor.manager.poll_once()
         self.follow_registry()
-        self._predictor.manager.start_polling(poll_seconds)
+        self._server.start_polling(poll_seconds)
         self._follower = threading.Thread(
             target=self._follow, args=(poll_seconds,), daemon=True, name="imgclf-registry"
         )
@@ -195,7 +182,7 @@ class LocalBackend:
             text = str(config)
             if text == self._applied:
                 return
-            self._predictor.manager.reload_config(config)
+            self._server.apply_config(config)
         except ImgclfError as error:  # e.g. a labelled version that does not load: keep serving, retry
             if str(error) != self._refused:  # said once, not every second
                 log.warning("registry state of %s not applied yet: %s", self.model_name, error)
@@ -211,40 +198,26 @@ class LocalBackend:
                 log.exception("following the registry failed")
 
     def is_available(self, version: int) -> bool:
-        try:
-            statuses = self._predictor.manager.status(self.model_name, version)
-        except ServingError:
-            return False
-        return any(s.state == "AVAILABLE" for s in statuses)
+        return version in self._server.available_versions()
 
     def classify(
         self, images: list[bytes], version: int | None = None, label: str | None = None, background: bool = False
     ) -> BackendAnswer:
         """``background=True`` (shadow copies) runs the model in the calling thread, outside the
         batching queue, so answered requests never wait behind it."""
-        from imgclf.serving.predictor import ModelAddress
-
-        servable = self._predictor.servable(ModelAddress(self.model_name, version, label))
         batch = np.empty(len(images), dtype=object)
         batch[:] = images
-        available = servable.signature("").outputs
-        wanted = OUTPUTS + tuple(name for name in MONITORING if name in available)
-        if background:
-            outputs = servable.run("", {INPUT: batch})
-        else:
-            future = self._predictor.predict(servable, "", {INPUT: batch}, wanted)
-            try:
-                outputs = future.result(timeout=self.timeout)
-            except TimeoutError:
-                raise ServingError("DEADLINE_EXCEEDED", f"no answer within {self.timeout} s") from None
-        return _answer(self.model_name, servable.version, outputs)
+        answered, outputs = self._server.run(
+            {INPUT: batch}, version, label, OUTPUTS + MONITORING, timeout=self.timeout, background=background
+        )
+        return _answer(self.model_name, answered, outputs)
 
     def ready(self) -> bool:
-        return self._predictor.manager.is_ready()
+        return self._server.ready()
 
     def close(self) -> None:
         self._stop.set()
-        self._predictor.close()
+        self._server.close()
 
 
 class GrpcBackend(RemoteVersions):
@@ -273,7 +246,7 @@ class GrpcBackend(RemoteVersions):
         import grpc
         from tensorflow_serving.apis import predict_pb2
 
-        from imgclf.serving.grpc_api import to_numpy, to_tensor_proto
+        from imgclf.serving.tensors import to_numpy, to_tensor_proto
 
         request = predict_pb2.PredictRequest()
         request.model_spec.name = self.model_name
