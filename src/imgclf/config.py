@@ -110,6 +110,7 @@ class GatewaySettings(BaseSettings):
     max_images_per_request: int = Field(16, ge=1)
     max_image_pixels: int = Field(40_000_000, ge=1)
     max_image_side: int = Field(10_000, ge=1)
+    max_image_frames: int = Field(100, ge=1)  # animated GIF/WebP/PNG frames
     rate_limit_per_minute: float = Field(600, gt=0)
     rate_limit_burst: int = Field(60, ge=1)
     max_request_bytes: int | None = Field(None, ge=1)  # None: room for the image limits, base64 included

@@ -31,10 +31,10 @@ def _file(name: str) -> tuple[str, bytes]:
 def test_whole_files_pass_and_files_cut_anywhere_after_the_header_are_refused(name):
     fmt, data = _file(name)
     assert check_structure(data, fmt) is True
-    assert validate_image(data, UploadLimits()).format == fmt
+    assert validate_image(data, UploadLimits.from_settings()).format == fmt
     for fraction in (0.3, 0.5, 0.7, 0.9):
         with pytest.raises(UploadError) as caught:
-            validate_image(data[: int(len(data) * fraction)], UploadLimits())
+            validate_image(data[: int(len(data) * fraction)], UploadLimits.from_settings())
         assert caught.value.code in ("truncated_image", "corrupt_image"), (fraction, caught.value.message)
     for cut in range(1, 13):  # the last bytes: EOI, IEND's CRC, the GIF trailer, the WebP's last chunk
         with pytest.raises(UploadError) as caught:
@@ -45,7 +45,7 @@ def test_whole_files_pass_and_files_cut_anywhere_after_the_header_are_refused(na
 def test_bytes_after_the_jpeg_end_are_allowed():
     """Cameras append trailers (and phones whole videos) after the end-of-image marker."""
     data = encode(random_pixels(), "JPEG") + b"\x00" * 16 + b"ftypmp42" + bytes(range(256)) * 40
-    assert validate_image(data, UploadLimits()).format == "JPEG"
+    assert validate_image(data, UploadLimits.from_settings()).format == "JPEG"
 
 
 def test_an_embedded_thumbnail_does_not_hide_a_cut_main_image():
@@ -54,9 +54,9 @@ def test_an_embedded_thumbnail_does_not_hide_a_cut_main_image():
     main = encode(random_pixels(120, 160, seed=2), "JPEG")
     app1 = b"\xff\xe1" + struct.pack(">H", len(thumbnail) + 8) + b"Exif\x00\x00" + thumbnail
     whole = main[:2] + app1 + main[2:]
-    assert validate_image(whole, UploadLimits()).width == 160
+    assert validate_image(whole, UploadLimits.from_settings()).width == 160
     with pytest.raises(UploadError) as caught:
-        validate_image(whole[: len(whole) * 3 // 4], UploadLimits())
+        validate_image(whole[: len(whole) * 3 // 4], UploadLimits.from_settings())
     assert caught.value.code == "truncated_image"
 
 
@@ -75,7 +75,7 @@ def test_bmp_is_decoded_instead():
     data = encode(random_pixels(), "BMP")
     assert check_structure(data, "BMP") is False
     with pytest.raises(UploadError) as caught:
-        validate_image(data[: len(data) // 2], UploadLimits())
+        validate_image(data[: len(data) // 2], UploadLimits.from_settings())
     assert caught.value.code == "truncated_image"
 
 
@@ -119,12 +119,12 @@ def test_files_made_of_endless_structure_are_refused_without_walking_it_all():
     for data, cap in ((comments, MAX_JPEG_SEGMENTS), (chunks, MAX_PNG_CHUNKS)):
         started = time.process_time()
         with pytest.raises(UploadError) as caught:
-            validate_image(data, UploadLimits(max_bytes=20_000_000))
+            validate_image(data, UploadLimits.from_settings(max_bytes=20_000_000))
         assert caught.value.code == "corrupt_image" and f"more than {cap}" in caught.value.message
         assert time.process_time() - started < 1.0  # generous: it stops after the cap (milliseconds)
     # Real files are far from the caps: an ICC profile split over many APP2 segments still passes.
     icc = b"".join(b"\xff\xe2" + struct.pack(">H", 16) + b"ICC_PROFILE\x00\x01\x01" for _ in range(255))
-    assert validate_image(real[:2] + icc + real[2:], UploadLimits()).format == "JPEG"
+    assert validate_image(real[:2] + icc + real[2:], UploadLimits.from_settings()).format == "JPEG"
 
 
 def test_a_whole_jpeg_with_garbage_scan_data_is_classified_as_the_readme_says(cats_dogs_dir):
@@ -137,5 +137,5 @@ def test_a_whole_jpeg_with_garbage_scan_data_is_classified_as_the_readme_says(ca
     sos = data.find(b"\xff\xda")
     start, end = sos + 2 + int.from_bytes(data[sos + 2 : sos + 4], "big"), data.rfind(b"\xff\xd9")
     data[start:end] = np.random.default_rng(0).integers(0, 255, end - start, dtype=np.uint8).tobytes()
-    assert validate_image(bytes(data), UploadLimits()).format == "JPEG"
+    assert validate_image(bytes(data), UploadLimits.from_settings()).format == "JPEG"
     assert tf.io.decode_image(bytes(data), channels=3).shape[2] == 3

@@ -82,7 +82,7 @@ def test_request_shape_errors(gw, key, photos):
 def test_a_whole_file_with_broken_data_is_refused_by_the_model_alone(gw, key, photos):
     """Validation does not decode; the model's decode refuses the image, and only its request fails."""
     broken = jpeg_with_broken_scan(photos[0][1])
-    assert validate_image(broken, UploadLimits()).format == "JPEG"  # structurally whole
+    assert validate_image(broken, UploadLimits.from_settings()).format == "JPEG"  # structurally whole
     files = [*upload(photos, 1), ("files", ("broken.jpg", broken, "image/jpeg"))]
     error = assert_error(gw.client.post("/v1/predict", files=files, headers=bearer(key)), 400, "corrupt_image")
     prefix = "image 1 (broken.jpg): the image does not decode: "  # then TensorFlow's reason, one line

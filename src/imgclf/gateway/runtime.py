@@ -112,8 +112,8 @@ class Gateway:
             write_timeout=settings.database_timeout_seconds,
         )  # fmt: skip
         prediction_log.start(settings.spool_retry_seconds)
-        limits = UploadLimits(settings.max_upload_bytes, settings.max_image_pixels, settings.max_image_side)
-        policy = ReviewPolicy(settings.review_confidence_threshold, settings.review_margin)
+        limits = UploadLimits.from_settings(settings)
+        policy = ReviewPolicy.from_settings(settings)
         store = ImageStore(settings.image_store_dir)
         retention = RetentionWorker(engine, store, settings.image_retention_days)
         retention.start()

@@ -4,7 +4,8 @@ The HTTP layer only parses the request and renders the result; everything here i
 and testable without a server.
 
 Example:
-    >>> service = PredictionService(backend, ModelCards(registry), store, log, UploadLimits(), ReviewPolicy())
+    >>> limits, policy = UploadLimits.from_settings(), ReviewPolicy.from_settings()
+    >>> service = PredictionService(backend, ModelCards(registry), store, log, limits, policy)
     >>> outcome = service.predict([NamedImage("cat.jpg", data)], api_key_id=None, request_id="r1")
     >>> outcome.predictions[0].label, outcome.predictions[0].needs_review
     ('cats', False)
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imgclf.config import GatewaySettings
 from imgclf.errors import ServingError, UploadError
 from imgclf.gateway.backends import BackendAnswer, ModelBackend, ModelCard, read_model_card
 from imgclf.gateway.metrics import GatewayMetrics
@@ -44,10 +46,16 @@ class NamedImage:
 
 @dataclass(frozen=True)
 class ReviewPolicy:
-    """A prediction needs review when its confidence or its top-2 margin is below these."""
+    """A prediction needs review when its confidence or its top-2 margin is below these
+    (``IMGCLF_REVIEW_CONFIDENCE_THRESHOLD``, ``IMGCLF_REVIEW_MARGIN``: build with ``from_settings``)."""
 
-    confidence_threshold: float = 0.7
-    margin: float = 0.2
+    confidence_threshold: float
+    margin: float
+
+    @classmethod
+    def from_settings(cls, settings: GatewaySettings | None = None) -> ReviewPolicy:
+        settings = settings or GatewaySettings()
+        return cls(settings.review_confidence_threshold, settings.review_margin)
 
     def needs_review(self, scores: np.ndarray, confidence: float) -> bool:
         top = np.sort(scores)[::-1]

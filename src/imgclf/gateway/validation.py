@@ -12,7 +12,7 @@ EXIF orientation is ignored, exactly as in training (``imgclf.preprocessing`` us
 stored), so a phone photo is classified the way the training data was seen.
 
 Example:
-    >>> info = validate_image(jpeg_bytes, UploadLimits())
+    >>> info = validate_image(jpeg_bytes, UploadLimits.from_settings())
     >>> info.format, info.width, info.height
     ('JPEG', 500, 375)
 """
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+from imgclf.config import GatewaySettings
 from imgclf.data.inspection import DECODABLE_FORMATS
 from imgclf.errors import UploadError
 from imgclf.gateway.image_structure import check_structure, declared_size
@@ -33,10 +34,23 @@ from imgclf.gateway.image_structure import check_structure, declared_size
 
 @dataclass(frozen=True)
 class UploadLimits:
-    max_bytes: int = 10 * 1024 * 1024
-    max_pixels: int = 40_000_000
-    max_side: int = 10_000
-    max_frames: int = 100
+    """What one uploaded image may be. The defaults are ``GatewaySettings``': build with ``from_settings``."""
+
+    max_bytes: int
+    max_pixels: int
+    max_side: int
+    max_frames: int
+
+    @classmethod
+    def from_settings(cls, settings: GatewaySettings | None = None, **overrides: int) -> UploadLimits:
+        settings = settings or GatewaySettings()
+        values = dict(
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=settings.max_image_pixels,
+            max_side=settings.max_image_side,
+            max_frames=settings.max_image_frames,
+        )
+        return cls(**{**values, **overrides})
 
 
 @dataclass(frozen=True)
