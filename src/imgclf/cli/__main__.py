@@ -1,0 +1,5 @@
+"""``python -m imgclf.cli``."""
+
+from imgclf.cli import main
+
+main()

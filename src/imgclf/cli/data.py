@@ -1,0 +1,104 @@
+"""``imgclf data check`` and ``imgclf data split``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from imgclf.cli.base import (
+    app,
+    console,
+)
+
+data_app = typer.Typer(help="Check and split datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("check")
+def data_check(
+    path: Annotated[
+        Path, typer.Argument(help="Class-per-folder tree (with or without split folders) or CSV manifest.")
+    ],
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the full report as JSON here.")] = None,
+    min_side: Annotated[int, typer.Option(help="Images with a shorter side are reported as tiny.")] = 32,
+) -> None:
+    """Report corrupt files, wrong extensions, duplicates, leakage, imbalance and odd images."""
+    from imgclf.data.checks import check_dataset
+    from imgclf.data.sources import load_dataset
+
+    report = check_dataset(load_dataset(path), min_side=min_side)
+    _print_check(report)
+    if json_out is not None:
+        from imgclf.run_dir import write_json
+
+        write_json(json_out, report.to_dict())
+        console.print(f"JSON report: {json_out}")
+
+
+def _print_check(report) -> None:  # type: ignore[no-untyped-def]
+    counts = Table(title=f"{report.root} ({report.kind})")
+    counts.add_column("class")
+    splits = list(report.counts)
+    for split in splits:
+        counts.add_column(split, justify="right")
+    for name in report.classes:
+        counts.add_row(name, *[str(report.counts[s].get(name, 0)) for s in splits])
+    console.print(counts)
+    console.print(f"imbalance ratio (largest/smallest class): {report.imbalance_ratio}")
+    problems = Table(title="checks")
+    problems.add_column("check")
+    problems.add_column("found", justify="right")
+    problems.add_column("examples")
+    examples = {
+        "unusable": [f"{u['path']} ({u['problem']})" for u in report.unusable],
+        "extension_mismatch": [f"{m['path']} is {m['actual_format']}" for m in report.extension_mismatch],
+        "tiny_images": [f"{t['path']} {t['width']}x{t['height']}" for t in report.tiny_images],
+        "grayscale": report.color_modes.get("grayscale", []),
+        "cmyk": report.color_modes.get("cmyk", []),
+        "alpha": report.color_modes.get("alpha", []),
+        "animated": report.animated,
+    }
+    for kind, key in (
+        ("duplicates_within_class", "within_class"),
+        ("conflicting_labels", "across_classes"),
+        ("leakage", "across_splits"),
+    ):
+        groups = report.exact_duplicates.get(key, []) + report.near_duplicates.get(key, [])
+        examples[kind] = [" = ".join(f["path"] for f in g["files"]) for g in groups]
+    for check, found in report.summary.items():
+        if check == "files":
+            continue
+        shown = examples.get(check, [])[:2]
+        style = "red" if found else "green"
+        problems.add_row(check, f"[{style}]{found}[/{style}]", "\n".join(shown))
+    console.print(problems)
+
+
+@data_app.command("split")
+def data_split(
+    path: Annotated[Path, typer.Argument(help="Dataset folder or CSV manifest.")],
+    out: Annotated[Path, typer.Option("--out", help="Manifest CSV to write (path,label,split).")],
+    val: Annotated[float, typer.Option("--val", help="Validation fraction.")] = 0.2,
+    test: Annotated[float, typer.Option("--test", help="Test fraction.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same split.")] = 42,
+) -> None:
+    """Deterministic stratified split; near-duplicates stay in the same split. Existing split folders are ignored."""
+    from imgclf.data.prepare import usable_samples
+    from imgclf.data.sources import load_dataset, write_manifest
+    from imgclf.data.splits import assign_splits, split_summary
+
+    dataset = load_dataset(path)
+    samples, infos, skipped = usable_samples(dataset)
+    assigned = assign_splits(samples, infos, val, test, seed)
+    write_manifest(assigned, out)
+    table = Table(title=f"split written to {out}")
+    table.add_column("split")
+    table.add_column("images", justify="right")
+    for split, per_class in split_summary(assigned).items():
+        table.add_row(split, str(sum(per_class.values())))
+    console.print(table)
+    if skipped:
+        console.print(f"{len(skipped)} unusable file(s) left out (see `imgclf data check`)")

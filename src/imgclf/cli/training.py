@@ -1,0 +1,234 @@
+"""``imgclf train``, ``evaluate``, ``export``, ``predict`` and ``demo``: thin layers over ``imgclf.api``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from imgclf.cli.base import (
+    app,
+    console,
+)
+from imgclf.config import AugmentationConfig, TrainConfig
+
+# Option defaults are TrainConfig's own (one place for each).
+TRAIN = TrainConfig.model_fields
+AUGMENT = AugmentationConfig.model_fields
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="Dataset folder or CSV manifest.")],
+    out: Annotated[Path, typer.Option("--out", help="Run directory to create (or resume).")],
+    model: Annotated[
+        str, typer.Option(help="small_cnn, mobilenet_v2, mobilenet, efficientnet_b0 or resnet50.")
+    ] = TRAIN["model"].default,
+    alpha: Annotated[float | None, typer.Option(help="Width multiplier (MobileNet family).")] = None,
+    weights: Annotated[
+        str, typer.Option(help="imagenet (needs internet), none, or a local no-top weights file.")
+    ] = TRAIN["weights"].default,
+    image_size: Annotated[int | None, typer.Option(help="Square input size in pixels (default per model).")] = None,
+    resize: Annotated[str, typer.Option(help="stretch, crop or pad.")] = TRAIN["resize_mode"].default,
+    epochs: Annotated[int, typer.Option(help="Epochs (head phase for pretrained backbones).")] = TRAIN[
+        "epochs"
+    ].default,
+    fine_tune_epochs: Annotated[
+        int | None, typer.Option(help="Fine-tuning epochs (default epochs/2; 0 to skip).")
+    ] = None,
+    fine_tune_fraction: Annotated[
+        float, typer.Option(help="Top fraction of backbone layers to fine-tune (1: all of it).")
+    ] = TRAIN["fine_tune_fraction"].default,
+    batch_size: Annotated[int, typer.Option(help="Batch size per replica.")] = TRAIN["batch_size"].default,
+    learning_rate: Annotated[float | None, typer.Option("--lr", help="Learning rate (default 1e-3).")] = None,
+    val_fraction: Annotated[float, typer.Option(help="Validation share when the data has no val split.")] = TRAIN[
+        "val_fraction"
+    ].default,
+    class_weights: Annotated[str, typer.Option(help="auto, balanced or none.")] = TRAIN["class_weights"].default,
+    label_smoothing: Annotated[
+        float, typer.Option(help="Soften the targets: 0.1 trains towards 0.9 for the class (0: off).")
+    ] = TRAIN["label_smoothing"].default,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs.")] = TRAIN[
+        "early_stopping_patience"
+    ].default,
+    augment: Annotated[
+        bool, typer.Option("--augment/--no-augment", help="Random flips, rotation, zoom, shifts, contrast.")
+    ] = AUGMENT["enabled"].default,
+    flip: Annotated[str, typer.Option(help="horizontal, vertical, horizontal_and_vertical or none.")] = AUGMENT[
+        "flip"
+    ].default,
+    rotation: Annotated[float, typer.Option(help="Max rotation, fraction of a full turn.")] = AUGMENT[
+        "rotation"
+    ].default,
+    zoom: Annotated[float, typer.Option(help="Max zoom, fraction of the size.")] = AUGMENT["zoom"].default,
+    translation: Annotated[float, typer.Option(help="Max shift, fraction of the size.")] = AUGMENT[
+        "translation"
+    ].default,
+    contrast: Annotated[float, typer.Option(help="Max contrast change factor.")] = AUGMENT["contrast"].default,
+    mixed_precision: Annotated[
+        bool, typer.Option("--mixed-precision", help="float16 compute, float32 outputs (GPU).")
+    ] = TRAIN["mixed_precision"].default,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Cache decoded images in memory.")] = TRAIN[
+        "cache"
+    ].default,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = TRAIN["seed"].default,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the interrupted run in --out (with its saved config).")
+    ] = False,
+) -> None:
+    """Train a classifier; every run directory keeps its config, labels, history, curves and best checkpoint."""
+    from pydantic import ValidationError
+
+    from imgclf import api
+    from imgclf.config import AugmentationConfig, TrainConfig
+    from imgclf.errors import ConfigError
+
+    try:
+        config = TrainConfig(
+            data=str(data),
+            out=str(out),
+            model=model,
+            alpha=alpha,
+            weights=weights,
+            image_size=image_size,
+            resize_mode=resize,
+            epochs=epochs,
+            fine_tune_epochs=fine_tune_epochs,
+            fine_tune_fraction=fine_tune_fraction,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            val_fraction=val_fraction,
+            class_weights=class_weights,
+            label_smoothing=label_smoothing,
+            early_stopping_patience=patience,
+            augmentation=AugmentationConfig(
+                enabled=augment, flip=flip, rotation=rotation, zoom=zoom, translation=translation, contrast=contrast
+            ),
+            mixed_precision=mixed_precision,
+            cache=cache,
+            seed=seed,
+        )
+    except ValidationError as exc:
+        raise ConfigError(_first_validation_error(exc)) from None
+    api.train(data, out=out, config=config, resume=resume, report=console.print)
+
+
+def _first_validation_error(exc) -> str:  # type: ignore[no-untyped-def]
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in error["loc"]).replace("_", "-")
+    option = {"model": "model", "resize-mode": "resize", "augmentation.flip": "flip"}.get(where, where)
+    return f"invalid --{option}: {error['msg']} (got {error.get('input')!r})"
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory from `imgclf train`.")],
+    data: Annotated[Path | None, typer.Option(help="Another dataset (folder or CSV) to evaluate on.")] = None,
+    split: Annotated[str | None, typer.Option(help="Split of --data to use (default val, else test).")] = None,
+    target_precision: Annotated[float | None, typer.Option(help="Binary: threshold reaching this precision.")] = None,
+    target_recall: Annotated[float | None, typer.Option(help="Binary: threshold reaching this recall.")] = None,
+) -> None:
+    """Per-class metrics, confusion matrix, ROC/PR, calibration and a decision threshold (binary)."""
+    from imgclf import api
+
+    metrics = api.evaluate(run_dir, data, split, target_precision, target_recall)
+    table = Table(title=f"evaluation on {metrics['data']} ({metrics['num_examples']} images)")
+    for column in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name, row in metrics["per_class"].items():
+        table.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"]))
+    console.print(table)
+    headline = ", ".join(
+        f"{key} {metrics[key]:.4f}"
+        for key in ("accuracy", "macro_f1", "roc_auc", "log_loss", "expected_calibration_error")
+        if metrics.get(key) is not None
+    )
+    console.print(headline)
+    if "threshold" in metrics:
+        t = metrics["threshold"]
+        console.print(
+            f"threshold for {t['positive_class']}: {t['threshold']:.4f} ({t['objective']}; "
+            f"precision {t['precision']:.3f}, recall {t['recall']:.3f})"
+        )
+    console.print(f"Results: {Path(run_dir) / 'eval'}")
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory from `imgclf train`.")],
+    registry: Annotated[Path, typer.Option(help="Registry directory; the model goes to REGISTRY/NAME/<version>.")],
+    name: Annotated[str | None, typer.Option(help="Model name (default: the run directory's name).")] = None,
+    reference_data: Annotated[
+        str | None,
+        typer.Option(
+            help="Images for the drift reference profile (folder or CSV; default: the run's validation split)."
+        ),
+    ] = None,
+) -> None:
+    """Write a versioned SavedModel that takes encoded image bytes (TF Serving can load it).
+
+    The first version of a model becomes stable; later versions are candidates until promoted.
+    """
+    from imgclf import api
+    from imgclf.registry.store import Registry
+
+    path = api.export(run_dir, registry=registry, name=name, reference_data=reference_data)
+    console.print(f"Exported {path}", highlight=False)
+    model, version = path.parent.name, int(path.name)
+    state = Registry(path.parent.parent).state(model)
+    if state.stable == version:
+        why = "the model's policy is latest" if len(state.history) > 1 else "the model's first version"
+        console.print(f"{model} version {version} is stable ({why}).", highlight=False)
+    else:
+        console.print(
+            f"{model} version {version} is a candidate: stable version {state.stable} keeps serving. Next:\n"
+            f"  imgclf models gate {model} {version} --data EVAL_DATA\n"
+            f"  imgclf models promote {model} {version} --to canary --share 0.1",
+            highlight=False,
+        )
+
+
+@app.command()
+def predict(
+    model_dir: Annotated[
+        Path, typer.Argument(help="Export version directory, or a model directory (the version serving).")
+    ],
+    images: Annotated[list[Path], typer.Argument(help="Image files.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Classify image files with an exported model."""
+    from imgclf import api
+
+    results = api.load(model_dir).classify_files(images)  # a registry model: the version its traffic gets
+    for result in results:
+        if as_json:
+            print(json.dumps(result.to_dict()))
+        elif result.error:
+            console.print(f"{result.path}: [red]error[/red] {result.error}")
+        else:
+            top = sorted(result.scores.items(), key=lambda kv: -kv[1])[:3]
+            shown = "  ".join(f"{label} {score:.3f}" for label, score in top)
+            console.print(f"{result.path}: [bold]{result.label}[/bold] ({result.confidence:.3f})  {shown}")
+    failed = sum(1 for r in results if r.error)
+    if failed:
+        print(f"error: {failed} of {len(results)} file(s) could not be classified", file=sys.stderr)
+        raise typer.Exit(2)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Where to put the demo's data, run and export.")] = Path("demo_output"),
+    serve: Annotated[bool, typer.Option(help="End with the gateway running on the demo's model.")] = True,
+    port: Annotated[int, typer.Option(help="The gateway's port.")] = 8000,
+) -> None:
+    """Run the whole lifecycle on a synthetic dataset (no data, weights or internet needed), then serve it."""
+    from imgclf.demo import reserve_port, run_demo, serve_demo
+
+    sock = reserve_port("127.0.0.1", port) if serve else None
+    run_demo(out, report=console.print)
+    if sock is not None:
+        serve_demo(out, sock, report=print)  # plain print: commands must not be wrapped
