@@ -204,3 +204,16 @@ def photos(cats_dogs_dir) -> list[tuple[str, bytes]]:
     for label in ("cats", "dogs"):
         paths += sorted((cats_dogs_dir / "validation" / label).iterdir())[-4:]
     return [(p.name, p.read_bytes()) for p in paths]
+
+
+# ---------------------------------------------------------------- markers
+
+# Fixtures that train a model (seconds to minutes each): a test that uses one, directly or through
+# another fixture, is ``slow``, so ``make test-fast`` (``-m "not slow"``) skips it.
+TRAINING_FIXTURES = {"shapes_run", "binary_run", "cats_dogs_registry", "drift_export"}
+
+
+def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

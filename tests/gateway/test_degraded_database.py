@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from imgclf.storage.models import Prediction
 from tests.gateway.conftest import gateway_settings, running_gateway
 from tests.gateway.tcp_proxy import TcpProxy
-from tests.gateway.test_gateway_api import bearer, upload
+from tests.helpers import bearer, upload
 
 
 def proxied(postgres_url: str) -> tuple[TcpProxy, str]:

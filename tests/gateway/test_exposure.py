@@ -6,7 +6,7 @@ any key for the docs, ``admin`` for both."""
 from __future__ import annotations
 
 from tests.gateway.conftest import gateway_settings, running_gateway
-from tests.gateway.test_gateway_api import assert_error, bearer
+from tests.helpers import assert_error, bearer
 
 
 def test_open_by_default_without_connection_details(cats_dogs_registry, tmp_path):

@@ -18,23 +18,7 @@ from imgclf.gateway.review_export import export_reviews
 from imgclf.logs import JsonFormatter
 from imgclf.storage.image_store import ImageStore
 from tests.gateway.conftest import gateway_settings, running_gateway
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def upload(photos, count: int | None = None):  # type: ignore[no-untyped-def]
-    return [("files", (name, data, "image/jpeg")) for name, data in photos[:count]]
-
-
-def assert_error(response, status: int, code: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "request_id"}
-    assert body["error"]["code"] == code, body
-    assert body["error"]["request_id"] == response.headers["x-request-id"]
-    return body["error"]
+from tests.helpers import assert_error, bearer, upload
 
 
 def test_predict_answers_match_the_export_and_are_logged(cats_dogs_registry, photos, database_url, tmp_path):

@@ -8,8 +8,7 @@ from imgclf.data.sources import load_dataset
 from imgclf.storage.database import connect
 from imgclf.storage.predictions import record_review
 from tests.gateway.conftest import gateway_settings, running_gateway
-from tests.gateway.test_gateway_api import bearer, upload
-from tests.integration.test_cli import _one_error_line, run_cli
+from tests.helpers import _one_error_line, bearer, run_cli, upload
 
 
 def test_gateway_refuses_bad_settings_in_one_line(tmp_path, capsys, monkeypatch, cats_dogs_registry):

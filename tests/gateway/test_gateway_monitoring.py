@@ -15,8 +15,7 @@ from imgclf.storage.database import connect
 from imgclf.storage.models import Prediction
 from imgclf.storage.predictions import record_review
 from tests.gateway.conftest import gateway_settings, running_gateway
-from tests.gateway.test_gateway_api import bearer, upload
-from tests.integration.test_cli import _one_error_line, run_cli
+from tests.helpers import _one_error_line, bearer, run_cli, upload
 
 
 def test_predictions_record_what_the_reference_measures(cats_dogs_registry, photos, database_url, tmp_path):

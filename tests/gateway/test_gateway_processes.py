@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from imgclf.gateway.api_keys import create_key
 from imgclf.storage.database import connect, session_scope
 from imgclf.storage.models import Prediction
-from tests.serving.test_serve_command import free_port
+from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,7 @@ import httpx
 from imgclf.gateway.api_keys import create_key
 from imgclf.registry.store import Registry
 from tests.gateway.conftest import gateway_settings, running_gateway
-from tests.gateway.test_gateway_api import bearer, upload
+from tests.helpers import bearer, upload
 
 KEYS = 300
 

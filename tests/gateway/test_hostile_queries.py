@@ -10,7 +10,7 @@ import json
 import pytest
 
 from tests.gateway.conftest import gateway_settings, running_gateway
-from tests.gateway.test_gateway_api import assert_error, bearer, upload
+from tests.helpers import assert_error, bearer, upload
 
 
 def cursor(values: list) -> str:  # type: ignore[type-arg]

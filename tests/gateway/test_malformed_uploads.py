@@ -10,7 +10,7 @@ import pytest
 from imgclf.gateway.validation import UploadLimits, validate_image
 from tests.gateway.conftest import gateway_settings, running_gateway
 from tests.gateway.malformed import jpeg_with_broken_scan, malformed_corpus
-from tests.gateway.test_gateway_api import assert_error, bearer, upload
+from tests.helpers import assert_error, bearer, upload
 
 BODY_LIMIT = 300_000
 

@@ -95,7 +95,7 @@ def test_a_paused_redis_costs_one_timeout_then_the_breaker_decides(redis_url, mo
 def test_the_gateway_reports_redis_and_keeps_limiting_without_it(cats_dogs_registry, photos, tmp_path, redis_url):
     from tests.gateway.conftest import gateway_settings, running_gateway
     from tests.gateway.tcp_proxy import TcpProxy
-    from tests.gateway.test_gateway_api import bearer, upload
+    from tests.helpers import bearer, upload
 
     real = redis.Redis.from_url(redis_url).connection_pool.connection_kwargs
     proxy = TcpProxy((real.get("host", "127.0.0.1"), real.get("port", 6379)))

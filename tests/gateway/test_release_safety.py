@@ -26,7 +26,7 @@ from imgclf.gateway.api_keys import create_key
 from imgclf.registry.store import Registry
 from imgclf.registry.tfserving import watch_tfserving_config
 from tests.gateway.conftest import gateway_settings, running_gateway
-from tests.gateway.test_gateway_api import bearer, upload
+from tests.helpers import bearer, upload
 from tests.serving.conftest import running_server
 
 DWELL = float(os.environ.get("IMGCLF_RELEASE_DRILL_SECONDS", "1.5"))

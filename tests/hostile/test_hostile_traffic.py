@@ -23,7 +23,7 @@ import pytest
 
 from tests.gateway.conftest import gateway_settings, running_gateway
 from tests.gateway.malformed import jpeg_with_broken_scan, malformed_corpus
-from tests.gateway.test_gateway_api import bearer, upload
+from tests.helpers import bearer, upload
 
 SECONDS = float(os.environ.get("IMGCLF_HOSTILE_SECONDS", "6"))
 
@@ -102,7 +102,7 @@ def test_hostile_traffic_beside_real_clients(cats_dogs_registry, photos, tmp_pat
             with httpx.Client(base_url=gw.url, timeout=60) as http:
                 i = worker
                 while not stop.is_set():
-                    response = http.post("/v1/predict", files=upload(photos[i % len(photos):], 1), headers=bearer(key))
+                    response = http.post("/v1/predict", files=upload(photos[i % len(photos) :], 1), headers=bearer(key))
                     outcomes["real"] += 1
                     if response.status_code != 200:
                         wrong.append(f"real {response.status_code} {response.text[:120]}")

@@ -13,28 +13,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from imgclf.cli import main
 from tests.conftest import write_csv
+from tests.helpers import _one_error_line, run_cli
 
 pytestmark = pytest.mark.slow
 IMGCLF = [sys.executable, "-m", "imgclf.cli"]
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_error_line(code: int, err: str, fragment: str) -> None:
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and fragment in lines[0], err
-    assert "Traceback" not in err
 
 
 def _dataset(root: Path, classes: dict[str, int], shapes_dir: Path) -> Path:
@@ -166,6 +149,7 @@ def load_val_paths(run) -> list[str]:
     return frame[frame["split"] == "val"]["path"].tolist()
 
 
+@pytest.mark.slow
 def test_resume_after_the_process_is_killed(shapes_dir, tmp_path):
     """Kill a real training process mid-run, resume it, and get every epoch exactly once."""
     out = tmp_path / "run"

@@ -137,6 +137,7 @@ def test_evaluate_other_data_and_unknown_classes(binary_run, binary_shapes_dir, 
         evaluate_run(binary_run.path, data=str(unknown))
 
 
+@pytest.mark.slow
 def test_corrupt_files_are_skipped_and_counted(shapes_dir, tmp_path):
     data = tmp_path / "data"
     for label in ("circle", "square"):
@@ -157,6 +158,7 @@ def test_existing_run_is_not_overwritten(shapes_run, shapes_dir):
         train(tiny_config(shapes_dir, shapes_run.path), report=lambda _: None)
 
 
+@pytest.mark.slow
 def test_mixed_precision_keeps_float32_outputs(binary_shapes_dir, tmp_path):
     run = train(tiny_config(binary_shapes_dir, tmp_path / "mp", epochs=1, mixed_precision=True), report=lambda _: None)
     assert keras.mixed_precision.global_policy().name == "float32"  # restored afterwards
@@ -166,6 +168,7 @@ def test_mixed_precision_keeps_float32_outputs(binary_shapes_dir, tmp_path):
     assert model.output.dtype == "float32"
 
 
+@pytest.mark.slow
 def test_pretrained_backbone_parity_on_real_photos(cats_dogs_dir, mobilenet_v2_weights, tmp_path):
     """MobileNetV2 with the real ImageNet weights, fine-tuned briefly on real cats_dogs JPEGs."""
     rows = []
@@ -221,6 +224,7 @@ def test_default_fine_tuning_unfreezes_the_whole_backbone_but_not_batchnorm(tmp_
     assert unfreeze_top_layers(model, 0.3) < 52 and not backbone.get_layer("Conv1").trainable
 
 
+@pytest.mark.slow
 def test_label_smoothing_softens_the_training_targets(shapes_dir, binary_shapes_dir, tmp_path):
     """Multi-class smoothing trains on one-hot targets (1 - s + s/k); binary smoothing on the sigmoid."""
     from imgclf.modeling.training import _compile

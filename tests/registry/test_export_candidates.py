@@ -13,7 +13,7 @@ from imgclf.registry.gate import MetricThreshold, run_gate
 from imgclf.registry.publish import export_run
 from imgclf.registry.store import Registry
 from imgclf.registry.tfserving import model_server_config
-from tests.integration.test_cli import run_cli
+from tests.helpers import run_cli
 
 
 def loaded_and_labels(store: Registry) -> tuple[list[int], dict[str, int]]:

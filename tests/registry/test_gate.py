@@ -13,7 +13,7 @@ from imgclf.errors import RegistryError
 from imgclf.registry.gate import MetricThreshold, check_thresholds, run_gate
 from imgclf.registry.store import Registry
 from tests.conftest import tiny_config, write_csv
-from tests.integration.test_cli import _one_error_line, run_cli
+from tests.helpers import _one_error_line, run_cli
 
 
 def test_change_thresholds_follow_tfma_semantics():
@@ -32,6 +32,7 @@ def test_change_thresholds_follow_tfma_semantics():
         MetricThreshold("accuracy", absolute=0.1)
 
 
+@pytest.mark.slow
 def test_gate_refuses_shuffled_labels_and_blesses_a_better_model(shapes_dir, tmp_path, capsys):
     from imgclf.modeling.training import train
     from imgclf.registry.publish import export_run

@@ -9,7 +9,7 @@ import pytest
 
 from imgclf.errors import RegistryError
 from imgclf.registry.store import Registry
-from tests.integration.test_cli import _one_error_line, run_cli
+from tests.helpers import _one_error_line, run_cli
 
 
 def test_promote_canary_and_rollback(registry):

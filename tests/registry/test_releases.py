@@ -16,7 +16,7 @@ import pytest
 from imgclf.errors import RegistryError
 from imgclf.registry.store import Registry
 from imgclf.registry.tfserving import model_server_config
-from tests.integration.test_cli import _one_error_line, run_cli
+from tests.helpers import _one_error_line, run_cli
 from tests.registry.conftest import write_version
 
 

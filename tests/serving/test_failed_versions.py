@@ -9,8 +9,8 @@ import time
 from imgclf.serving.manager import ModelManager
 from imgclf.serving.metrics import ServingMetrics
 from imgclf.serving.options import ServerOptions, load_model_config, parse_model_config
+from tests.helpers import config_text, copy_version
 from tests.serving.conftest import wait_for
-from tests.serving.test_versions import config_text, copy_version
 
 
 def failed_gauge(metrics: ServingMetrics, name: str = "toy") -> float:

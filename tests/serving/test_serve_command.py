@@ -21,14 +21,9 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from imgclf.export.inference import ExportedModel
 from imgclf.registry.publish import export_run
+from tests.helpers import free_port
 
 IMGCLF = [sys.executable, "-m", "imgclf"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

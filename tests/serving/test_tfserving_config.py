@@ -8,8 +8,8 @@ import threading
 from imgclf.registry.store import Registry
 from imgclf.registry.tfserving import watch_tfserving_config, write_tfserving_config
 from imgclf.serving.options import load_batching_parameters
+from tests.helpers import available, copy_version
 from tests.serving.conftest import running_server, wait_for
-from tests.serving.test_versions import available, copy_version
 
 
 def test_generated_config_serves_stable_and_canary_by_label(tmp_path, toy_model_v1, toy_model_v2):

@@ -14,21 +14,8 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from imgclf.serving.manager import aspired_versions, version_directories
 from imgclf.serving.options import parse_model_config
+from tests.helpers import available, config_text, copy_version
 from tests.serving.conftest import running_server, wait_for
-
-
-def copy_version(source, base, version: int) -> None:
-    """Publish a version the way ``imgclf export`` does: copy under a temporary name, then rename."""
-    tmp = base / f".incoming-{version}"
-    shutil.copytree(source, tmp)
-    tmp.rename(base / str(version))
-
-
-def available(running, name: str = "toy") -> list[int]:
-    response = running.rest.get(f"/v1/models/{name}")
-    if response.status_code != 200:
-        return []
-    return [int(s["version"]) for s in response.json()["model_version_status"] if s["state"] == "AVAILABLE"]
 
 
 def test_swap_under_load_fails_no_request_and_moves_answers(tmp_path, toy_model_v1, toy_model_v2):
@@ -113,15 +100,6 @@ def test_version_policies_pick_from_integer_directories(tmp_path):
     assert aspired_versions(policy, found) == {1, 2, 10}
     policy.specific.versions.extend([1, 7])
     assert aspired_versions(policy, found) == {1}
-
-
-def config_text(base, *, versions=(1, 2), labels=None) -> str:  # type: ignore[no-untyped-def]
-    label_text = "".join(f"version_labels {{ key: '{k}' value: {v} }} " for k, v in (labels or {}).items())
-    specific = " ".join(f"versions: {v}" for v in versions)
-    return (
-        f"model_config_list {{ config {{ name: 'toy' base_path: '{base}' model_platform: 'tensorflow' "
-        f"model_version_policy {{ specific {{ {specific} }} }} {label_text} }} }}"
-    )
 
 
 def test_config_file_with_specific_versions_and_labels(tmp_path, toy_model_v1, toy_model_v2):
