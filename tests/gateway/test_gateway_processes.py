@@ -40,6 +40,13 @@ def gateway_env(tmp_path: Path, registry: Path, database_url: str, **settings: s
     return env
 
 
+def wait_until(condition, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
 def wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -182,17 +189,18 @@ def test_database_outage_loses_no_prediction(cats_dogs_registry, photos, tmp_pat
         threads = [threading.Thread(target=client, args=(n,)) for n in range(3)]
         for thread in threads:
             thread.start()
-        time.sleep(1.5)
+        wait_until(lambda: len(answered) >= 10)
         before_outage = len(answered)
         proxy.cut()
-        time.sleep(1.5)
+        wait_until(lambda: list((tmp_path / "spool").glob("*.jsonl")))  # records go to the spool
         readiness = httpx.get(url + "/readyz", timeout=30)
         listing = httpx.get(url + "/v1/predictions", headers=bearer(key), timeout=30)
-        time.sleep(1.5)
+        wait_until(lambda: len(answered) >= before_outage + 20)  # still answering
         during_outage = len(answered) - before_outage
         spooled = len(list((tmp_path / "spool").glob("*.jsonl")))
         proxy.restore()
-        time.sleep(1.5)
+        after_restore = len(answered)
+        wait_until(lambda: len(answered) >= after_restore + 10)
         stop.set()
         for thread in threads:
             thread.join(30)
