@@ -193,6 +193,11 @@ def test_database_outage_loses_no_prediction(cats_dogs_registry, photos, tmp_pat
         before_outage = len(answered)
         proxy.cut()
         wait_until(lambda: list((tmp_path / "spool").glob("*.jsonl")))  # records go to the spool
+
+        def database_seen_down() -> bool:
+            return httpx.get(url + "/readyz", timeout=30).json()["checks"]["database"] != "ok"
+
+        wait_until(database_seen_down)  # the gateway's health check notices within its interval
         readiness = httpx.get(url + "/readyz", timeout=30)
         listing = httpx.get(url + "/v1/predictions", headers=bearer(key), timeout=30)
         wait_until(lambda: len(answered) >= before_outage + 20)  # still answering
