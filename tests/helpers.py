@@ -71,4 +71,15 @@ def config_text(base, *, versions=(1, 2), labels=None) -> str:  # type: ignore[n
     )
 
 
+def response_head(sock: socket.socket) -> tuple[int, bytes]:
+    """Read an HTTP response's head from a raw socket: (status, bytes read; status 0 if none came)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return (int(data.split(b" ", 2)[1]) if data else 0), data
+
+
 _one_error_line = one_error_line  # the name the older tests use

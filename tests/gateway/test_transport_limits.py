@@ -8,6 +8,7 @@ import socket
 import time
 
 from tests.gateway.conftest import gateway_settings, running_gateway
+from tests.helpers import response_head
 
 
 def _connect(gw) -> socket.socket:  # type: ignore[no-untyped-def]
@@ -15,16 +16,6 @@ def _connect(gw) -> socket.socket:  # type: ignore[no-untyped-def]
     sock = socket.create_connection((host, int(port)))
     sock.settimeout(10)
     return sock
-
-
-def _status(sock: socket.socket) -> tuple[int, bytes]:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return int(data.split(b" ", 2)[1]), data
 
 
 def _head(length: int, key: str) -> bytes:
@@ -48,14 +39,14 @@ def test_oversized_heads_stalled_bodies_and_the_upload_budget(cats_dogs_registry
                     sock.sendall(b"a" * 65536)
             except OSError:
                 pass  # closed by the server while we were still sending: that is the point
-            status, _ = _status(sock)
+            status, _ = response_head(sock)
         assert status == 431
 
         # 2. A body that stops arriving: 408 after the read timeout, not a connection held forever.
         with _connect(gw) as sock:
             sock.sendall(_head(100_000, key) + b"--xyz\r\n" + b"a" * 1000)
             started = time.monotonic()
-            status, raw = _status(sock)
+            status, raw = response_head(sock)
             assert status == 408 and b"request_timeout" in raw + sock.recv(65536)
             assert time.monotonic() - started < 5
 
@@ -65,10 +56,10 @@ def test_oversized_heads_stalled_bodies_and_the_upload_budget(cats_dogs_registry
             time.sleep(0.2)
             with _connect(gw) as second:
                 second.sendall(_head(200_000, key))
-                status, raw = _status(second)
+                status, raw = response_head(second)
                 assert status == 503 and b"retry-after: 1" in raw.lower()
             with _connect(gw) as small:  # a small one still fits
                 small.sendall(_head(50_000, key) + b"x" * 50_000)
-                assert _status(small)[0] == 400  # admitted, read in full, then refused as no multipart body
+                assert response_head(small)[0] == 400  # admitted, read in full, then refused as no multipart body
         assert gw.client.get("/healthz").status_code == 200
         assert gw.metric("imgclf_gateway_requests_total", status="503") >= 1

@@ -23,7 +23,7 @@ import pytest
 
 from tests.gateway.conftest import gateway_settings, running_gateway
 from tests.gateway.malformed import jpeg_with_broken_scan, malformed_corpus
-from tests.helpers import bearer, upload
+from tests.helpers import bearer, response_head, upload
 
 SECONDS = float(os.environ.get("IMGCLF_HOSTILE_SECONDS", "6"))
 
@@ -72,13 +72,7 @@ def raw_attacks(url: str, key: str) -> list[int]:
         with socket.create_connection((host, int(port)), timeout=10) as sock:
             with contextlib.suppress(OSError):  # the server may close while we still send
                 sock.sendall(request)
-            answer = b""
-            while b"\r\n" not in answer:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                answer += chunk
-            statuses.append(int(answer.split(b" ", 2)[1]) if answer else 0)
+            statuses.append(response_head(sock)[0])
     return statuses
 
 
