@@ -24,11 +24,13 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def create_database_engine(url: str, timeout: float | None = None) -> Engine:
     """An engine with sensible settings: WAL and a busy timeout for SQLite, pre-ping for servers.
 
-    ``timeout`` (seconds) bounds connecting, waiting for a pooled connection and each statement
-    (PostgreSQL's ``statement_timeout``), so a slow server fails requests instead of holding them.
+    ``timeout`` (seconds) bounds connecting to a database server, waiting for a pooled connection
+    and each statement (PostgreSQL's ``statement_timeout``), so a slow server fails requests instead
+    of holding them.
     """
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": timeout or 30})
+        # A local file does not hang like a server: SQLite keeps its 30 s busy timeout (waits for a writer).
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection, _record) -> None:  # type: ignore[no-untyped-def]
