@@ -41,10 +41,6 @@ from imgclf.errors import ExportError, ServingError
 
 log = logging.getLogger(__name__)
 
-INPUT = INPUT_BYTES
-OUTPUTS = CLASSIFICATION_OUTPUTS
-MONITORING = MONITORING_OUTPUTS  # optional: older exports lack them
-
 
 @dataclass(frozen=True)
 class BackendAnswer:
@@ -208,7 +204,12 @@ class LocalBackend:
         batch = np.empty(len(images), dtype=object)
         batch[:] = images
         answered, outputs = self._server.run(
-            {INPUT: batch}, version, label, OUTPUTS + MONITORING, timeout=self.timeout, background=background
+            {INPUT_BYTES: batch},
+            version,
+            label,
+            CLASSIFICATION_OUTPUTS + MONITORING_OUTPUTS,
+            timeout=self.timeout,
+            background=background,
         )
         return _answer(self.model_name, answered, outputs)
 
@@ -256,13 +257,13 @@ class GrpcBackend(RemoteVersions):
             request.model_spec.version_label = label
         batch = np.empty(len(images), dtype=object)
         batch[:] = images
-        request.inputs[INPUT].CopyFrom(to_tensor_proto(batch))
+        request.inputs[INPUT_BYTES].CopyFrom(to_tensor_proto(batch))
         # No output_filter: an export without the monitoring outputs would refuse one that names them.
         try:
             response = self._stub.Predict(request, timeout=self.timeout)
         except grpc.RpcError as error:
             raise ServingError(error.code().name, error.details() or str(error.code())) from None
-        names = [name for name in (*OUTPUTS, *MONITORING) if name in response.outputs]
+        names = [name for name in (*CLASSIFICATION_OUTPUTS, *MONITORING_OUTPUTS) if name in response.outputs]
         outputs = {name: to_numpy(response.outputs[name]) for name in names}
         return _answer(self.model_name, response.model_spec.version.value, outputs)
 
@@ -332,8 +333,8 @@ class RestBackend(RemoteVersions):
         rows = answer["predictions"]
         outputs = {
             name: np.array([row[name] for row in rows], dtype=np.int64 if name == OUTPUT_CLASS_IDS else np.float32)
-            for name in (*OUTPUTS, *MONITORING)
-            if name in OUTPUTS or (rows and name in rows[0])
+            for name in (*CLASSIFICATION_OUTPUTS, *MONITORING_OUTPUTS)
+            if name in CLASSIFICATION_OUTPUTS or (rows and name in rows[0])
         }
         return _answer(self.model_name, version, outputs)
 
