@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imgclf.errors import ConfigError, ImageDecodeError
+from imgclf.errors import ConfigError, DatasetError, ExportError, ImageDecodeError
 from imgclf.run_dir import RunDir
 
 RunLike = str | Path | RunDir
@@ -39,7 +39,7 @@ class Prediction:
 
 
 def train(
-    data: str | Path,
+    data: str | Path | list[str | Path],
     *,
     out: str | Path,
     resume: bool = False,
@@ -56,15 +56,23 @@ def train(
     from pydantic import ValidationError
 
     from imgclf.config import TrainConfig
-    from imgclf.modeling.training import train as train_run
 
     if config is None:
+        sources = [str(d) for d in data] if isinstance(data, list | tuple) else str(data)
         try:
-            config = TrainConfig(data=str(data), out=str(out), **options)
+            config = TrainConfig(data=sources, out=str(out), **options)
         except ValidationError as exc:
             error = exc.errors()[0]
             where = ".".join(str(part) for part in error["loc"])
             raise ConfigError(f"invalid {where}: {error['msg']} (got {error.get('input')!r})") from None
+    _check_paths(config.sources, "dataset path")
+    if config.exclude is not None:
+        _check_paths([config.exclude], "--exclude report")
+    if config.weights.lower() not in ("imagenet", "none") and not Path(config.weights).expanduser().is_file():
+        raise ConfigError(f"weights file not found: {config.weights}")
+
+    from imgclf.modeling.training import train as train_run  # TensorFlow: only once the arguments are known good
+
     return train_run(config, resume=resume, report=report or (lambda _line: None))
 
 
@@ -76,6 +84,9 @@ def evaluate(
     target_recall: float | None = None,
 ) -> dict[str, Any]:
     """Evaluate a trained run (its validation split, or ``data``); writes ``RUN/eval/``; returns the metrics."""
+    RunDir(_run_path(run)).require_trained()
+    if data is not None:
+        _check_paths([str(data)], "dataset path")
     from imgclf.evaluation.evaluate import evaluate_run
 
     return evaluate_run(_run_path(run), None if data is None else str(data), split, target_precision, target_recall)
@@ -86,6 +97,7 @@ def export(run: RunLike, *, registry: str | Path, name: str | None = None, refer
 
     The first version of a model becomes its stable version; later ones are candidates until promoted.
     """
+    RunDir(_run_path(run)).require_trained()
     from imgclf.registry.publish import export_run
 
     return export_run(_run_path(run), registry, name, reference_data)
@@ -94,10 +106,12 @@ def export(run: RunLike, *, registry: str | Path, name: str | None = None, refer
 def load(path: str | Path) -> Model:
     """An exported model: a version directory, or a model directory in a registry (the version it
     serves; without registry state, its newest whole version)."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ExportError(f"no exported model at {path}")
     from imgclf.export.inference import ExportedModel
     from imgclf.registry.store import STATE_FILE, Registry
 
-    path = Path(path).expanduser()
     if (path / STATE_FILE).is_file():
         path = path / str(Registry(path.parent).serving_version(path.name))
     return Model(ExportedModel.load(path))
@@ -136,10 +150,15 @@ class Model:
                 raise ImageDecodeError(f"{result.path}: {result.error}")
         return [Prediction(r.path, r.label, r.confidence, r.scores) for r in results]
 
-
     def classify_files(self, paths: Iterable[str | Path]) -> list[Any]:
         """Per-file results that carry an ``error`` instead of raising (what ``imgclf predict`` prints)."""
         return self._exported.classify_files(list(paths))
+
+
+def _check_paths(paths: Iterable[str], what: str) -> None:
+    for path in paths:
+        if not Path(path).expanduser().exists():
+            raise DatasetError(f"{what} does not exist: {path}")
 
 
 def _run_path(run: RunLike) -> Path:

@@ -42,7 +42,7 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    data: str
+    data: str | list[str]  # one source, or several merged in order (later ones override labels)
     out: str
     model: ModelName = "mobilenet_v2"
     alpha: float | None = None
@@ -63,6 +63,11 @@ class TrainConfig(BaseModel):
     mixed_precision: bool = False
     cache: bool = True
     seed: int = 42
+    exclude: str | None = None  # a `data check --json` report whose flagged files are left out
+
+    @property
+    def sources(self) -> list[str]:
+        return [self.data] if isinstance(self.data, str) else list(self.data)
 
     @property
     def pretrained(self) -> bool:

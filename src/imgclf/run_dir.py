@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,22 @@ class RunDir:
 
     def write_progress(self, progress: dict[str, Any]) -> None:
         write_json(self.progress, progress)
+
+    def finished_an_epoch(self) -> bool:
+        """Whether training ever completed an epoch here (a checkpoint, a history row or a finished phase)."""
+        if self.best_checkpoint.is_file() or self.read_progress().get("head_done"):
+            return True
+        if self.history.is_file():
+            return len(self.history.read_text(encoding="utf-8").strip().splitlines()) > 1  # a header and a row
+        return False
+
+    def clear(self) -> None:
+        """Remove what a start wrote (config, data lists, logs, checkpoints); other files stay."""
+        for path in (self.config, self.labels, self.manifest, self.data_summary, self.history, self.progress,
+                     self.learning_curves):  # fmt: skip
+            path.unlink(missing_ok=True)
+        for folder in (self.tensorboard, self.path / "backup", self.best_checkpoint.parent):
+            shutil.rmtree(folder, ignore_errors=True)
 
     def require_trained(self) -> None:
         if not self.path.is_dir():

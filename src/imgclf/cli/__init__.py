@@ -3,8 +3,9 @@
 One module per command group (``data``, ``training``, ``serve``, ``gateway``, ``monitor``,
 ``models``), all on the Typer app of ``imgclf.cli.base``. Errors the user can act on
 (``imgclf.errors.ImgclfError``) print one line and exit 2; anything unexpected prints one line and
-exits 1. ``--debug`` (anywhere on the line) shows tracebacks. Heavy imports (TensorFlow) happen
-inside commands so ``imgclf --help`` stays fast.
+exits 1. ``--debug`` (anywhere on the line) shows tracebacks, ``--verbose`` TensorFlow's own logging
+(hidden otherwise: ``imgclf.cli.quiet``). Heavy imports (TensorFlow) happen inside commands, after
+their arguments are checked, so ``imgclf --help`` and argument errors answer at once.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 
 from imgclf.cli import data, gateway, models, monitor, serve, training  # noqa: F401  (they register their commands)
 from imgclf.cli.base import app, console
+from imgclf.cli.quiet import silence_tensorflow_startup
 
 __all__ = ["app", "console", "main"]
 
@@ -23,7 +25,10 @@ def main(argv: list[str] | None = None) -> None:
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
-    args = [arg for arg in args if arg != "--debug"]  # accepted anywhere on the line
+    verbose = debug or "--verbose" in args
+    args = [arg for arg in args if arg not in ("--debug", "--verbose")]  # accepted anywhere on the line
+    if not verbose:
+        silence_tensorflow_startup()
     try:
         app(args=args, prog_name="imgclf", standalone_mode=True)
     except ImgclfError as exc:

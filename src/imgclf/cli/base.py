@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from rich.table import Table
 
 app = typer.Typer(
     name="imgclf",
@@ -18,7 +17,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
+# On a terminal Rich fits its width; piped or redirected, lines are as long as their values (never cut
+# at 80 columns), so tables and reports can be read by other programs and by grep.
+console = Console() if sys.stdout.isatty() else Console(width=1_000_000)
+
+
+def table(*headers: str, title: str | None = None, right: tuple[str, ...] = ()) -> Table:
+    """A Rich table whose cells fold long values onto more lines instead of cutting them (``flowe…``)."""
+    made = Table(title=title)
+    for header in headers:
+        made.add_column(header, overflow="fold", justify="right" if header in right else "left")
+    return made
+
 
 RegistryOption = Annotated[Path | None, typer.Option(help="Registry directory (default IMGCLF_REGISTRY).")]
 ModelNameArgument = Annotated[str, typer.Argument(help="Model name.")]
@@ -27,7 +37,8 @@ VersionArgument = Annotated[int, typer.Argument(help="Version.")]
 
 @app.callback()
 def _root(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors (implies --verbose).")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show TensorFlow's own log messages.")] = False,
 ) -> None:
     """imgclf: check data, train, evaluate, export and classify images."""
 

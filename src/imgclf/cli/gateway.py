@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from imgclf.cli.base import (
     app,
     console,
     gateway_database,
     gateway_settings,
+    table,
 )
 
 keys_app = typer.Typer(help="Create, list and revoke the gateway's API keys.", no_args_is_help=True)
@@ -48,7 +48,14 @@ def gateway(
         from imgclf.errors import ConfigError
 
         raise ConfigError(f"registry {settings.registry} is not a directory (use --registry)")
-    run_gateway(settings)
+    run_gateway(settings, announce=lambda url: print(_listening(url), flush=True))
+
+
+def _listening(url: str) -> str:
+    return (
+        f"Gateway listening on {url}\n  predict: POST {url}/v1/predict  (Authorization: Bearer KEY)\n"
+        f"  docs:    {url}/docs\n  health:  {url}/readyz   metrics: {url}/metrics"
+    )
 
 
 @keys_app.command("create")
@@ -70,11 +77,11 @@ def keys_list() -> None:
     """List API keys (prefix, name, scopes, created, revoked)."""
     from imgclf.gateway.api_keys import list_keys
 
-    table = Table("prefix", "name", "scopes", "created", "revoked")
+    rows = table("prefix", "name", "scopes", "created", "revoked")
     for key in list_keys(gateway_database()):
         revoked = key.revoked_at.strftime("%Y-%m-%d %H:%M") if key.revoked_at else ""
-        table.add_row(key.prefix, key.name, ",".join(key.scopes), key.created_at.strftime("%Y-%m-%d %H:%M"), revoked)
-    console.print(table)
+        rows.add_row(key.prefix, key.name, ",".join(key.scopes), key.created_at.strftime("%Y-%m-%d %H:%M"), revoked)
+    console.print(rows)
 
 
 @keys_app.command("revoke")

@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from imgclf.cli.base import (
     ModelNameArgument,
@@ -17,6 +15,7 @@ from imgclf.cli.base import (
     app,
     console,
     registry_store,
+    table,
 )
 
 models_app = typer.Typer(
@@ -33,13 +32,19 @@ def _print_state(name: str, state) -> None:  # type: ignore[no-untyped-def]
 
 @models_app.command("list")
 def models_list(
-    name: Annotated[str | None, typer.Option(help="Only this model.")] = None, registry: RegistryOption = None
+    name: Annotated[str | None, typer.Option(help="Only this model.")] = None,
+    registry: RegistryOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print every version's registry record as JSON.")] = False,
 ) -> None:
     """Versions with creation time, classes, key metrics, gate result and state."""
+    from dataclasses import asdict
+
     from imgclf.monitoring.report import format_value
 
+    listed = []
+
     store = registry_store(registry)
-    table = Table("model", "version", "created", "classes", "accuracy", "macro F1", "gate", "state", "labels")
+    rows = table("model", "version", "created", "classes", "accuracy", "macro F1", "gate", "state", "labels")
     broken = []
     for model in [name] if name else store.models():
         store.state(model)  # a clear error for an unknown name
@@ -47,13 +52,17 @@ def models_list(
             info = store.info(model, version)
             gate = (info.gate or "-") + (" forced" if info.overrides else "")
             f1 = info.metrics.get("macro_f1", info.gate_metrics.get("macro_f1"))
-            table.add_row(
+            listed.append({"model": model, "version": version, **asdict(info), "state": info.state})
+            rows.add_row(
                 model, str(version), (info.created_at or "")[:10], str(len(info.classes)),
                 format_value(info.accuracy, 3), format_value(f1, 3), gate, info.state, ",".join(info.labels),
             )  # fmt: skip
             if not info.files.complete:
                 broken.append(f"{model} version {version} cannot serve: {info.files.reason}")
-    (console if console.is_terminal else Console(width=max(console.width, 140))).print(table)  # piped: never cut
+    if as_json:
+        print(json.dumps(listed, indent=2, default=str))
+        return
+    console.print(rows)
     for line in broken:
         console.print(line, highlight=False, markup=False)
 

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from imgclf.cli.base import (
     app,
     console,
     gateway_database,
     gateway_settings,
+    table,
 )
 
 monitor_app = typer.Typer(help="Drift and prediction quality of the served model.", no_args_is_help=True)
@@ -85,16 +85,16 @@ def monitor_quality(
     points = quality_over_time(
         gateway_database(), profiles, name, now_minus(parse_duration(since)), parse_duration(bucket)
     )
-    table = Table(
+    rows = table(
         "version", "from", "predictions", "needs review", "mean conf.", "est. accuracy", "reviewed", "realized acc."
     )
     for point in points:
         q = point.quality
-        table.add_row(
+        rows.add_row(
             str(point.model_version), point.bucket_start, str(q.predictions), format_value(q.needs_review_rate, 3),
             format_value(q.mean_confidence, 3), format_value(q.estimated_accuracy, 3), str(q.reviewed),
             format_value(q.realized_accuracy, 3),
         )  # fmt: skip
-    console.print(table)
+    console.print(rows)
     if json_out:
         json_out.write_text(json.dumps([p.to_dict() for p in points], indent=2) + "\n", encoding="utf-8")

@@ -106,4 +106,10 @@ def serve(
     )
     server = ModelServer(options)
     server.start()
+    shown = "127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host
+    print(
+        f"Model server: REST http://{shown}:{server.rest_port}/v1/models/NAME, gRPC {shown}:{server.grpc_port}"
+        + (" (listening on every interface)" if shown != options.host else ""),
+        flush=True,
+    )
     server.serve()

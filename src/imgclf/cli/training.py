@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from imgclf.cli.base import (
     app,
     console,
+    table,
 )
 from imgclf.config import AugmentationConfig, TrainConfig
 
@@ -21,9 +21,21 @@ TRAIN = TrainConfig.model_fields
 AUGMENT = AugmentationConfig.model_fields
 
 
+# CLI option -> TrainConfig field (options not listed are named like their field).
+_FIELD_OF = {"resize": "resize_mode", "patience": "early_stopping_patience"}
+_AUGMENTATION_OF = {"augment": "enabled", "flip": "flip", "rotation": "rotation", "zoom": "zoom",
+                    "translation": "translation", "contrast": "contrast"}  # fmt: skip
+
+
 @app.command()
 def train(
-    data: Annotated[Path, typer.Argument(help="Dataset folder or CSV manifest.")],
+    ctx: typer.Context,
+    data: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Dataset folder or CSV manifest; several are merged, later ones overriding labels of the same image."
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Run directory to create (or resume).")],
     model: Annotated[
         str, typer.Option(help="small_cnn, mobilenet_v2, mobilenet, efficientnet_b0 or resnet50.")
@@ -76,45 +88,45 @@ def train(
         "cache"
     ].default,
     seed: Annotated[int, typer.Option(help="Random seed.")] = TRAIN["seed"].default,
+    exclude: Annotated[
+        Path | None, typer.Option(help="A `data check --json` report: leave out the files it flags.")
+    ] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the interrupted run in --out (with its saved config).")
+        bool,
+        typer.Option("--resume", help="Continue the interrupted run in --out (with its saved config)."),
     ] = False,
 ) -> None:
-    """Train a classifier; every run directory keeps its config, labels, history, curves and best checkpoint."""
+    """Train a classifier; every run directory keeps its config, labels, history, curves and best checkpoint.
+
+    Only options given on the command line are passed on, so `--resume` can refuse the ones that
+    contradict the run's saved config.
+    """
     from pydantic import ValidationError
 
     from imgclf import api
-    from imgclf.config import AugmentationConfig, TrainConfig
+    from imgclf.config import TrainConfig
     from imgclf.errors import ConfigError
 
+    options, augmentation = {}, {}
+    for name, value in ctx.params.items():
+        source = ctx.get_parameter_source(name)  # Typer's own copy of click's ParameterSource: compare by name
+        if name in ("data", "out", "resume") or source is None or source.name != "COMMANDLINE":
+            continue
+        if name in _AUGMENTATION_OF:
+            augmentation[_AUGMENTATION_OF[name]] = value
+        else:
+            options[_FIELD_OF.get(name, name)] = str(value) if isinstance(value, Path) else value
+    if augmentation:
+        options["augmentation"] = augmentation
+    sources = [str(path) for path in data]
     try:
-        config = TrainConfig(
-            data=str(data),
-            out=str(out),
-            model=model,
-            alpha=alpha,
-            weights=weights,
-            image_size=image_size,
-            resize_mode=resize,
-            epochs=epochs,
-            fine_tune_epochs=fine_tune_epochs,
-            fine_tune_fraction=fine_tune_fraction,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            val_fraction=val_fraction,
-            class_weights=class_weights,
-            label_smoothing=label_smoothing,
-            early_stopping_patience=patience,
-            augmentation=AugmentationConfig(
-                enabled=augment, flip=flip, rotation=rotation, zoom=zoom, translation=translation, contrast=contrast
-            ),
-            mixed_precision=mixed_precision,
-            cache=cache,
-            seed=seed,
-        )
+        config = TrainConfig(data=sources[0] if len(sources) == 1 else sources, out=str(out), **options)
     except ValidationError as exc:
         raise ConfigError(_first_validation_error(exc)) from None
-    api.train(data, out=out, config=config, resume=resume, report=console.print)
+    run = api.train(data, out=out, config=config, resume=resume, report=console.print)
+    console.print(
+        f"Next:\n  imgclf evaluate {run.path}\n  imgclf export {run.path} --registry REGISTRY", highlight=False
+    )
 
 
 def _first_validation_error(exc) -> str:  # type: ignore[no-untyped-def]
@@ -136,12 +148,13 @@ def evaluate(
     from imgclf import api
 
     metrics = api.evaluate(run_dir, data, split, target_precision, target_recall)
-    table = Table(title=f"evaluation on {metrics['data']} ({metrics['num_examples']} images)")
-    for column in ("class", "precision", "recall", "f1", "support"):
-        table.add_column(column, justify="left" if column == "class" else "right")
+    numbers = ("precision", "recall", "f1", "support")
+    rows = table(
+        "class", *numbers, title=f"evaluation on {metrics['data']} ({metrics['num_examples']} images)", right=numbers
+    )
     for name, row in metrics["per_class"].items():
-        table.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"]))
-    console.print(table)
+        rows.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"]))
+    console.print(rows)
     headline = ", ".join(
         f"{key} {metrics[key]:.4f}"
         for key in ("accuracy", "macro_f1", "roc_auc", "log_loss", "expected_calibration_error")
@@ -154,7 +167,8 @@ def evaluate(
             f"threshold for {t['positive_class']}: {t['threshold']:.4f} ({t['objective']}; "
             f"precision {t['precision']:.3f}, recall {t['recall']:.3f})"
         )
-    console.print(f"Results: {Path(run_dir) / 'eval'}")
+    console.print(f"Results: {Path(run_dir) / 'eval'}", highlight=False)
+    console.print(f"Next:\n  imgclf export {run_dir} --registry REGISTRY", highlight=False)
 
 
 @app.command()
@@ -183,6 +197,12 @@ def export(
     if state.stable == version:
         why = "the model's policy is latest" if len(state.history) > 1 else "the model's first version"
         console.print(f"{model} version {version} is stable ({why}).", highlight=False)
+        registry_dir = path.parent.parent
+        console.print(
+            f"Next:\n  imgclf predict {path} IMAGE_OR_FOLDER\n"
+            f"  imgclf gateway --registry {registry_dir} --model {model}",
+            highlight=False,
+        )
     else:
         console.print(
             f"{model} version {version} is a candidate: stable version {state.stable} keeps serving. Next:\n"
@@ -197,13 +217,15 @@ def predict(
     model_dir: Annotated[
         Path, typer.Argument(help="Export version directory, or a model directory (the version serving).")
     ],
-    images: Annotated[list[Path], typer.Argument(help="Image files.")],
+    images: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) or globs.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
     """Classify image files with an exported model."""
     from imgclf import api
+    from imgclf.data.sources import expand_paths
 
-    results = api.load(model_dir).classify_files(images)  # a registry model: the version its traffic gets
+    files = expand_paths(images)  # before the model loads: a wrong path answers at once
+    results = api.load(model_dir).classify_files(files)  # a registry model: the version its traffic gets
     for result in results:
         if as_json:
             print(json.dumps(result.to_dict()))

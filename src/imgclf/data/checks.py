@@ -14,6 +14,9 @@ Example:
 
 from __future__ import annotations
 
+import json
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +24,18 @@ from typing import Any
 from imgclf.data.duplicates import DuplicateGroup, Duplicates, find_duplicates
 from imgclf.data.inspection import ImageInfo, inspect_images
 from imgclf.data.sources import Dataset, Sample
+from imgclf.errors import ConfigError, DatasetError
 
 DEFAULT_MIN_SIDE = 32
 _UNUSABLE = ("empty", "not_image", "truncated", "corrupt", "unsupported_format")
+# Short names `--fail-on` also accepts.
+CHECK_ALIASES = {
+    "conflicts": "conflicting_labels",
+    "duplicates": "duplicates_within_class",
+    "tiny": "tiny_images",
+    "corrupt": "unusable",
+}
+EXCLUDABLE = ("conflicting_labels", "leakage", "unusable")
 
 
 @dataclass
@@ -42,6 +54,7 @@ class DataReport:
     tiny_images: list[dict[str, Any]] = field(default_factory=list)
     color_modes: dict[str, list[str]] = field(default_factory=dict)
     animated: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def total_files(self) -> int:
@@ -66,7 +79,20 @@ class DataReport:
             "cmyk": len(self.color_modes.get("cmyk", [])),
             "alpha": len(self.color_modes.get("alpha", [])),
             "animated": len(self.animated),
+            "one_class": int(len(self.classes) < 2),
         }
+
+    def failures(self, checks: Iterable[str]) -> dict[str, int]:
+        """The ``checks`` (summary keys or their short names) that found something: name -> count."""
+        found = {}
+        for check in checks:
+            key = CHECK_ALIASES.get(check.strip().lower().replace("-", "_"), check.strip().lower().replace("-", "_"))
+            if key not in self.summary or key == "files":
+                known = ", ".join(sorted({*CHECK_ALIASES, *self.summary} - {"files"}))
+                raise ConfigError(f"unknown check {check!r} for --fail-on; use any of: {known}")
+            if self.summary[key]:
+                found[key] = self.summary[key]
+        return found
 
     @property
     def problem_count(self) -> int:
@@ -87,20 +113,49 @@ class DataReport:
             "tiny_images": self.tiny_images,
             "color_modes": self.color_modes,
             "animated": self.animated,
+            "warnings": self.warnings,
         }
 
 
 def imbalance_ratio(dataset: Dataset) -> float:
-    """Largest class over smallest class, counted on the training split when there is one."""
-    samples = dataset.samples
-    if dataset.has_splits and any(s.split == "train" for s in samples):
-        samples = [s for s in samples if s.split == "train"]
-    per_class: dict[str, int] = {}
-    for sample in samples:
-        per_class[sample.label] = per_class.get(sample.label, 0) + 1
+    """Largest class over smallest class, over every file and every class of the dataset."""
+    per_class = Counter(sample.label for sample in dataset.samples)
     if not per_class:
         return 1.0
     return round(max(per_class.values()) / min(per_class.values()), 3)
+
+
+def load_flagged_files(report_json: str | Path) -> list[Path]:
+    """``flagged_files`` of a report file; a file that is not such a report raises DatasetError."""
+    try:
+        report = json.loads(Path(report_json).read_text(encoding="utf-8"))
+        return flagged_files(report)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DatasetError(
+            f"--exclude {report_json}: not a readable `imgclf data check --json` report ({exc})"
+        ) from None
+
+
+def flagged_files(report: dict[str, Any], checks: Iterable[str] = EXCLUDABLE) -> list[Path]:
+    """Files a ``data check --json`` report flags, as absolute paths, for ``train --exclude``.
+
+    ``conflicting_labels``: every copy (its label is in doubt); ``leakage``: every copy outside the
+    train split (the training copy stays); ``unusable``: the file.
+    """
+    root = Path(report["root"])
+    flagged: list[str] = []
+    checks = set(checks)
+    groups: dict[str, list[dict[str, Any]]] = {"across_classes": [], "across_splits": []}
+    for kind in groups:
+        for section in ("exact_duplicates", "near_duplicates"):
+            groups[kind] += report.get(section, {}).get(kind, [])
+    if "conflicting_labels" in checks:
+        flagged += [f["path"] for g in groups["across_classes"] for f in g["files"]]
+    if "leakage" in checks:
+        flagged += [f["path"] for g in groups["across_splits"] for f in g["files"] if f.get("split") != "train"]
+    if "unusable" in checks:
+        flagged += [u["path"] for u in report.get("unusable", [])]
+    return sorted({(root / p).resolve() for p in flagged})
 
 
 def _group_kinds(group: DuplicateGroup, samples: list[Sample]) -> list[str]:
@@ -114,7 +169,12 @@ def _group_kinds(group: DuplicateGroup, samples: list[Sample]) -> list[str]:
     return kinds or ["within_class"]
 
 
-def _describe_groups(groups: list[DuplicateGroup], samples: list[Sample], root: str) -> dict[str, list[dict[str, Any]]]:
+def _describe_groups(
+    groups: list[DuplicateGroup],
+    samples: list[Sample],
+    root: str,
+    similarity: dict[tuple[int, int], float] | None = None,
+) -> dict[str, list[dict[str, Any]]]:
     described: dict[str, list[dict[str, Any]]] = {
         "within_class": [],
         "across_classes": [],
@@ -125,8 +185,22 @@ def _describe_groups(groups: list[DuplicateGroup], samples: list[Sample], root: 
             {"path": _relative(samples[i].path, root), "label": samples[i].label, "split": samples[i].split}
             for i in group.members
         ]
+        entry: dict[str, Any] = {"files": files}
+        if similarity is not None:
+            # Thumbnail correlation of each near pair in the group (1.0 would be identical pixels).
+            entry["pairs"] = [
+                {
+                    "a": _relative(samples[i].path, root),
+                    "b": _relative(samples[j].path, root),
+                    "similarity": round(c, 4),
+                }
+                for (i, j), c in sorted(similarity.items())
+                if i in group.members and j in group.members
+            ]
+        else:
+            entry["similarity"] = 1.0  # byte-identical
         for kind in _group_kinds(group, samples):
-            described[kind].append({"files": files})
+            described[kind].append(entry)
     return described
 
 
@@ -172,5 +246,15 @@ def check_dataset(
         if info.frames > 1:
             report.animated.append(name)
     report.exact_duplicates = _describe_groups(duplicates.exact, samples, root)
-    report.near_duplicates = _describe_groups(duplicates.near_groups(), samples, root)
+    pairs = {(i, j): c for i, j, c in duplicates.near_pairs}
+    report.near_duplicates = _describe_groups(duplicates.near_groups(), samples, root, pairs)
+    if len(report.classes) < 2:
+        report.warnings.append(
+            f"only one class ({', '.join(report.classes) or 'none'}): a classifier needs at least two; "
+            "are the images in ROOT/<class>/ folders?"
+        )
+    per_class = Counter(s.label for s in samples)
+    too_few = sorted(name for name, n in per_class.items() if n < 2)
+    if too_few:
+        report.warnings.append(f"class(es) with fewer than 2 images: {', '.join(too_few)}")
     return report

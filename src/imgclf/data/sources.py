@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import glob
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -217,6 +218,27 @@ def _load_manifest(csv_path: Path) -> Dataset:
     return Dataset(base, "csv", samples)
 
 
+def expand_paths(arguments: list[str | Path]) -> list[Path]:
+    """Files named by ``arguments``: files as given, folders searched recursively (hidden files
+    skipped), glob patterns (``*``, ``?``, ``[...]``, ``**``) expanded. Which files are images is
+    decided later, by content. An argument that matches nothing raises DatasetError."""
+    found: list[Path] = []
+    for argument in arguments:
+        path = Path(argument).expanduser()
+        if path.is_dir():
+            matched = _files_under(path)
+        elif path.exists():
+            matched = [path]
+        elif any(char in str(argument) for char in "*?["):
+            matched = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+        else:
+            raise DatasetError(f"no such file or folder: {argument}")
+        if not matched:
+            raise DatasetError(f"no files in {argument}")
+        found += matched
+    return found
+
+
 def write_manifest(samples: list[Sample], csv_path: str | Path, absolute: bool = False) -> Path:
     """Write samples as a ``path,label,split`` CSV that ``load_dataset`` reads back.
 
@@ -228,7 +250,7 @@ def write_manifest(samples: list[Sample], csv_path: str | Path, absolute: bool =
     base = out.parent.resolve()
     tmp = out.with_name(out.name + ".tmp")
     with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
+        writer = csv.writer(handle, lineterminator="\n")  # \n like every text file here, not CSV's \r\n
         writer.writerow(MANIFEST_COLUMNS)
         for sample in samples:
             shown = sample.path.resolve()

@@ -102,6 +102,7 @@ def evaluate_run(
 
     result = classification_metrics(y_true, scores, classes)
     result.update(data=source, skipped_files=len(skipped), classes=classes)
+    result["reliability"] = plots.reliability_bins(y_true, scores)  # what reliability.png shows, with counts
     out = run.eval_dir
     out.mkdir(parents=True, exist_ok=True)
     targeted = target_precision is not None or target_recall is not None

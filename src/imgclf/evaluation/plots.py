@@ -69,29 +69,53 @@ def plot_roc_pr(y_true: np.ndarray, scores: np.ndarray, classes: list[str], out_
     return [_save(fig_roc, out_dir / "roc_curve.png"), _save(fig_pr, out_dir / "pr_curve.png")]
 
 
-def plot_reliability(y_true: np.ndarray, scores: np.ndarray, out: Path, bins: int = 15) -> Path:
-    """Accuracy against confidence per bin: a calibrated model lies on the diagonal."""
+def reliability_bins(y_true: np.ndarray, scores: np.ndarray, bins: int = 15) -> list[dict[str, float]]:
+    """Per non-empty confidence bin: mean confidence, accuracy and how many predictions it holds."""
     confidence = scores.max(axis=1)
     correct = scores.argmax(axis=1) == y_true
     edges = np.linspace(0, 1, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    centers, accuracy = [], []
-    for b in range(bins):
-        if (which == b).any():
-            centers.append(confidence[which == b].mean())
-            accuracy.append(correct[which == b].mean())
-    fig, ax = plt.subplots(figsize=(5, 5))
+    return [
+        {
+            "confidence": float(confidence[which == b].mean()),
+            "accuracy": float(correct[which == b].mean()),
+            "count": int((which == b).sum()),
+        }
+        for b in range(bins)
+        if (which == b).any()
+    ]
+
+
+def reliability_figure(y_true: np.ndarray, scores: np.ndarray, bins: int = 15) -> plt.Figure:
+    """Accuracy against confidence per bin, each point labelled with its count, the counts as bars below."""
+    points = reliability_bins(y_true, scores, bins)
+    fig, (ax, ax_counts) = plt.subplots(
+        2, 1, figsize=(5, 6.2), sharex=True, gridspec_kw={"height_ratios": [4, 1]}
+    )
     ax.plot([0, 1], [0, 1], ":", color="grey")
-    ax.plot(centers, accuracy, marker="o")
-    ax.set(xlabel="confidence", ylabel="accuracy", title="reliability", xlim=(0, 1), ylim=(0, 1))
+    ax.plot([p["confidence"] for p in points], [p["accuracy"] for p in points], marker="o")
+    for point in points:
+        ax.annotate(
+            f"n={point['count']}", (point["confidence"], point["accuracy"]), textcoords="offset points",
+            xytext=(0, 6), ha="center", fontsize=7,
+        )  # fmt: skip
+    ax.set(ylabel="accuracy", title="reliability", xlim=(0, 1), ylim=(0, 1.05))
     ax.grid(alpha=0.3)
-    return _save(fig, out)
+    ax_counts.bar([p["confidence"] for p in points], [p["count"] for p in points], width=1 / bins * 0.8)
+    ax_counts.set(xlabel="confidence", ylabel="predictions")
+    ax_counts.grid(alpha=0.3)
+    return fig
 
 
-def plot_worst_mistakes(
-    paths: list[str], y_true: np.ndarray, scores: np.ndarray, classes: list[str], out: Path, count: int = 16
-) -> Path | None:
-    """The most confident wrong predictions, with true and predicted labels."""
+def plot_reliability(y_true: np.ndarray, scores: np.ndarray, out: Path, bins: int = 15) -> Path:
+    """``reliability_figure`` saved to ``out``: a calibrated model lies on the diagonal."""
+    return _save(reliability_figure(y_true, scores, bins), out)
+
+
+def worst_mistakes_figure(
+    paths: list[str], y_true: np.ndarray, scores: np.ndarray, classes: list[str], count: int = 16
+) -> plt.Figure | None:
+    """The most confident wrong predictions: each image with its file name, true and predicted labels."""
     predicted = scores.argmax(axis=1)
     wrong = np.nonzero(predicted != y_true)[0]
     if not len(wrong):
@@ -99,15 +123,25 @@ def plot_worst_mistakes(
     worst = wrong[np.argsort(-scores[wrong, predicted[wrong]])][:count]
     columns = min(4, len(worst))
     rows = int(np.ceil(len(worst) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.3 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.6 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, worst, strict=False):
         with Image.open(paths[i]) as image:
             image.thumbnail((256, 256))
             ax.imshow(image.convert("RGB"))
+        name = Path(paths[i]).name
+        name = name if len(name) <= 32 else name[:14] + "…" + name[-16:]
         ax.set_title(
-            f"true {classes[y_true[i]]}\npred {classes[predicted[i]]} {scores[i, predicted[i]]:.2f}",
-            fontsize=9,
+            f"{name}\ntrue {classes[y_true[i]]}\npred {classes[predicted[i]]} {scores[i, predicted[i]]:.2f}",
+            fontsize=8,
         )
-    return _save(fig, out)
+    return fig
+
+
+def plot_worst_mistakes(
+    paths: list[str], y_true: np.ndarray, scores: np.ndarray, classes: list[str], out: Path, count: int = 16
+) -> Path | None:
+    """``worst_mistakes_figure`` saved to ``out`` (None when nothing was wrong)."""
+    fig = worst_mistakes_figure(paths, y_true, scores, classes, count)
+    return None if fig is None else _save(fig, out)

@@ -90,14 +90,18 @@ class ExportedModel:
         return {key: value.numpy() for key, value in outputs.items()}
 
     def classify_files(self, paths: list[str | Path], batch_size: int = 32) -> list[FilePrediction]:
-        """One result per path, in order; unreadable or undecodable files get ``error`` instead."""
-        named: list[tuple[str, bytes, str | None]] = []
-        for path in paths:
-            try:
-                named.append((str(path), Path(path).read_bytes(), None))
-            except OSError as exc:
-                named.append((str(path), b"", f"cannot read: {exc.strerror or exc}"))
-        return self._classify(named, batch_size)
+        """One result per path, in order; unreadable or undecodable files get ``error`` instead.
+        Files are read one batch at a time, so a folder of any size fits in memory."""
+        results: list[FilePrediction] = []
+        for start in range(0, len(paths), batch_size):
+            named: list[tuple[str, bytes, str | None]] = []
+            for path in paths[start : start + batch_size]:
+                try:
+                    named.append((str(path), Path(path).read_bytes(), None))
+                except OSError as exc:
+                    named.append((str(path), b"", f"cannot read: {exc.strerror or exc}"))
+            results += self._classify(named, batch_size)
+        return results
 
     def classify_bytes(self, named: list[tuple[str, bytes]], batch_size: int = 32) -> list[FilePrediction]:
         """Like ``classify_files`` for encoded images in memory, each with a name for messages."""

@@ -9,6 +9,7 @@ database answers, and exits 0.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 
 import uvicorn
 
@@ -20,8 +21,13 @@ from imgclf.logs import configure_json_logging
 from imgclf.uvicorn_server import DrainingServer
 
 
-def run_gateway(settings: GatewaySettings, sock: socket.socket | None = None) -> None:
-    """Serve until SIGTERM/SIGINT. ``sock``: an already bound listening socket (else host and port)."""
+def run_gateway(
+    settings: GatewaySettings,
+    sock: socket.socket | None = None,
+    announce: Callable[[str], object] | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT. ``sock``: an already bound listening socket (else host and port);
+    ``announce`` is called with the base URL once the gateway is ready to accept connections."""
     configure_json_logging(settings.log_level)
     if sock is None:
         try:
@@ -38,6 +44,9 @@ def run_gateway(settings: GatewaySettings, sock: socket.socket | None = None) ->
         log_config=None,
         http=bounded_http_protocol(settings.max_header_bytes),
     )
+    if announce is not None:
+        host, port = sock.getsockname()[:2]
+        announce(f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}")
     try:
         DrainingServer(config).run(sockets=[sock])
     finally:

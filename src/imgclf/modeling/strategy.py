@@ -24,4 +24,10 @@ def choose_strategy() -> tf.distribute.Strategy:
 
 
 def describe(strategy: tf.distribute.Strategy) -> str:
-    return f"{type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s)"
+    """Where training runs, in words: ``the CPU``, ``1 GPU``, ``2 GPUs (MirroredStrategy)``..."""
+    replicas = strategy.num_replicas_in_sync
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return f"{replicas} replica(s) on several workers (MultiWorkerMirroredStrategy)"
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return f"{replicas} GPUs (MirroredStrategy)"
+    return "1 GPU" if tf.config.list_logical_devices("GPU") else "the CPU"

@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from imgclf.config import TrainConfig
 from imgclf.data.augmentation import build_augmenter
+from imgclf.data.checks import load_flagged_files
 from imgclf.data.pipeline import make_dataset
 from imgclf.data.prepare import PreparedData, prepare_training_data
 from imgclf.data.sources import Sample, load_dataset, write_manifest
@@ -65,7 +66,10 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         resolved.fine_tune_learning_rate = resolved.learning_rate / 10
     if resolved.weights.lower() not in ("imagenet", "none"):
         resolved.weights = str(Path(resolved.weights).expanduser().resolve())
-    resolved.data = str(Path(resolved.data).expanduser().resolve())
+    sources = [str(Path(source).expanduser().resolve()) for source in resolved.sources]
+    resolved.data = sources[0] if len(sources) == 1 else sources
+    if resolved.exclude is not None:
+        resolved.exclude = str(Path(resolved.exclude).expanduser().resolve())
     return resolved
 
 
@@ -111,9 +115,22 @@ def _one_hot_labels(dataset: tf.data.Dataset, num_classes: int) -> tf.data.Datas
     return dataset.map(lambda x, y: (x, tf.one_hot(y, num_classes)), num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def _callbacks(run: RunDir, phase: str, patience: int, best_so_far: float | None) -> list:
+class _ProgressBar(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, told how many batches an epoch has (the input pipeline's ``ignore_errors``
+    hides it from Keras, which would show ``63/Unknown`` during the first epoch)."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self._steps = steps
+
+    def set_params(self, params: dict) -> None:
+        super().set_params({**params, "steps": params.get("steps") or self._steps})
+
+
+def _callbacks(run: RunDir, phase: str, patience: int, best_so_far: float | None, steps: int) -> list:
     run.best_checkpoint.parent.mkdir(parents=True, exist_ok=True)
     return [
+        _ProgressBar(steps),
         keras.callbacks.BackupAndRestore(str(run.backup(phase))),
         keras.callbacks.ModelCheckpoint(
             str(run.best_checkpoint),
@@ -136,18 +153,52 @@ def _best_val_loss(callbacks: list) -> float | None:
     return None
 
 
-def _start_run(config: TrainConfig, resume: bool) -> tuple[TrainConfig, RunDir]:
+def _start_run(config: TrainConfig, resume: bool, report: Reporter) -> tuple[TrainConfig, RunDir]:
     run = RunDir(Path(config.out).expanduser().resolve())
     if resume:
         if not run.config.is_file():
             raise RunDirError(f"nothing to resume: {run.path} has no config.json")
-        # The saved config wins: a resumed run is the same run, whatever flags came with --resume.
-        return TrainConfig.load(run.config), run
+        # The saved config wins: a resumed run is the same run. Options given with --resume must agree with it.
+        saved = TrainConfig.load(run.config)
+        contradicting = contradictions(saved, config)
+        if contradicting:
+            hint = (
+                "start it again without --resume (it never finished an epoch)"
+                if not run.finished_an_epoch()
+                else "or train into another --out"
+            )
+            raise RunDirError(
+                f"--resume continues {run.path} with its saved config, which these options contradict: "
+                f"{'; '.join(contradicting)}; drop them, or {hint}"
+            )
+        return saved, run
     if run.config.is_file():
-        raise RunDirError(
-            f"{run.path} already holds a training run; pass --resume to continue it, or choose another --out"
-        )
+        if run.finished_an_epoch():
+            raise RunDirError(
+                f"{run.path} already holds a training run; pass --resume to continue it, or choose another --out"
+            )
+        report(f"Starting {run.path} again: its earlier start never finished an epoch")
+        run.clear()
     return resolve_config(config), run
+
+
+def contradictions(saved: TrainConfig, given: TrainConfig) -> list[str]:
+    """Options explicitly set in ``given`` whose value differs from the (resolved) ``saved`` config."""
+    resolved = resolve_config(given)
+    found = []
+    for name in sorted(given.model_fields_set - {"out"}):
+        if name == "augmentation":
+            for field in sorted(given.augmentation.model_fields_set):
+                mine, theirs = getattr(resolved.augmentation, field), getattr(saved.augmentation, field)
+                if mine != theirs:
+                    found.append(f"augmentation.{field} {mine!r} (saved {theirs!r})")
+            continue
+        mine, theirs = getattr(resolved, name), getattr(saved, name)
+        if name == "data":
+            mine, theirs = resolved.sources, saved.sources
+        if mine != theirs:
+            found.append(f"{name} {mine!r} (saved {theirs!r})")
+    return found
 
 
 def _prepared_from_run(run: RunDir, classes: list[str]) -> PreparedData:
@@ -161,30 +212,33 @@ def _prepared_from_run(run: RunDir, classes: list[str]) -> PreparedData:
         skipped_files=summary.get("skipped_files", []),
         split_source=summary.get("split_source", "dataset"),
         fingerprint=summary.get("fingerprint", ""),
+        sources=summary.get("sources", []),
+        merged=summary.get("merged", {}),
+        excluded=summary.get("excluded", 0),
+        held_out_test=summary.get("held_out_test", 0),
+        duplicates=summary.get("duplicates", {}),
     )
 
 
 def train(config: TrainConfig, resume: bool = False, report: Reporter = print) -> RunDir:
     """Train per ``config``; return the run directory. ``resume`` continues an interrupted run."""
-    config, run = _start_run(config, resume)
+    config, run = _start_run(config, resume, report)
     progress = run.read_progress() if resume else {}
     run.path.mkdir(parents=True, exist_ok=True)
 
     if resume:
         prepared = _prepared_from_run(run, run.read_labels())
     else:
-        report(f"Inspecting {config.data} ...")
-        prepared = prepare_training_data(load_dataset(config.data), config.val_fraction, config.seed)
+        report(f"Inspecting {', '.join(config.sources)} ...")
+        exclude = load_flagged_files(config.exclude) if config.exclude else ()
+        datasets = [load_dataset(source) for source in config.sources]
+        prepared = prepare_training_data(datasets, config.val_fraction, config.seed, exclude)
         config.save(run.config)
         run.labels.write_text("\n".join(prepared.classes) + "\n", encoding="utf-8")
         write_manifest(prepared.samples, run.manifest, absolute=True)
         write_json(run.data_summary, prepared.summary())
-    skipped = sum(prepared.skipped.values())
-    train_samples, val_samples = prepared.split("train"), prepared.split("val")
-    report(
-        f"{len(prepared.classes)} classes, {len(train_samples)} training and {len(val_samples)} "
-        f"validation images ({prepared.split_source} split); {skipped} file(s) skipped"
-    )
+    for line in describe_data(prepared):
+        report(line)
 
     keras.utils.set_random_seed(config.seed)
     previous_policy = keras.mixed_precision.global_policy()
@@ -195,9 +249,37 @@ def train(config: TrainConfig, resume: bool = False, report: Reporter = print) -
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     shutil.rmtree(run.path / "backup", ignore_errors=True)  # only empty folders remain after success
-    plot_learning_curves(run.history, run.learning_curves)
+    plot_learning_curves(run.history, run.learning_curves, run.read_progress().get("fine_tune_started_epoch"))
     report(f"Run saved to {run.path}")
     return run
+
+
+def describe_data(prepared: PreparedData) -> list[str]:
+    """What a run trains on, in a few lines: counts, the split, and what was merged, skipped or left out."""
+    train_samples, val_samples = prepared.split("train"), prepared.split("val")
+    lines = [
+        f"{len(prepared.classes)} classes, {len(train_samples)} training and {len(val_samples)} "
+        f"validation images ({prepared.split_source} split); {sum(prepared.skipped.values())} file(s) skipped"
+    ]
+    notes = []
+    if prepared.merged.get("replaced"):
+        notes.append(
+            f"{prepared.merged['replaced']} image(s) also listed by a later source "
+            f"({prepared.merged.get('relabelled', 0)} relabelled by it)"
+        )
+    if prepared.excluded:
+        notes.append(f"{prepared.excluded} file(s) excluded")
+    if prepared.held_out_test:
+        notes.append(f"{prepared.held_out_test} test image(s) held out")
+    if notes:
+        lines.append("; ".join(notes))
+    if prepared.duplicates:
+        lines.append(
+            f"training with {prepared.duplicates.get('groups', 0)} group(s) of duplicate images, "
+            f"{prepared.duplicates.get('leaked_groups', 0)} of them across train and validation (leaked)"
+            + (" — see `imgclf data check`" if prepared.duplicates.get("leaked_groups") else "")
+        )
+    return lines
 
 
 def _fit(config: TrainConfig, run: RunDir, prepared: PreparedData, progress: dict, report: Reporter) -> None:
@@ -216,6 +298,7 @@ def _fit(config: TrainConfig, run: RunDir, prepared: PreparedData, progress: dic
     if config.label_smoothing and num_classes > 2:
         train_ds, val_ds = _one_hot_labels(train_ds, num_classes), _one_hot_labels(val_ds, num_classes)
     verbose = 1 if sys.stdout.isatty() else 2
+    steps = -(-len(train_paths) // batch_size)
 
     with strategy.scope():
         model = build_model(config.model, num_classes, spec.image_size, config.alpha, config.weights)
@@ -223,7 +306,7 @@ def _fit(config: TrainConfig, run: RunDir, prepared: PreparedData, progress: dic
 
     head_epochs = config.epochs
     if not progress.get("head_done"):
-        callbacks = _callbacks(run, "head", config.early_stopping_patience, None)
+        callbacks = _callbacks(run, "head", config.early_stopping_patience, None, steps)
         history = model.fit(
             train_ds,
             validation_data=val_ds,
@@ -257,7 +340,8 @@ def _fit(config: TrainConfig, run: RunDir, prepared: PreparedData, progress: dic
         f"at lr={config.fine_tune_learning_rate}"
     )
     start = int(progress.get("head_epochs_run", head_epochs))
-    callbacks = _callbacks(run, "fine_tune", config.early_stopping_patience, progress.get("best_val_loss"))
+    callbacks = _callbacks(run, "fine_tune", config.early_stopping_patience, progress.get("best_val_loss"), steps)
+    progress["fine_tune_started_epoch"] = start
     model.fit(
         train_ds,
         validation_data=val_ds,
@@ -268,4 +352,7 @@ def _fit(config: TrainConfig, run: RunDir, prepared: PreparedData, progress: dic
         verbose=verbose,
     )
     progress["fine_tune_done"] = True
+    best = _best_val_loss(callbacks)  # the checkpoint's loss: the head phase's, unless fine-tuning beat it
+    if best is not None:
+        progress["best_val_loss"] = best
     run.write_progress(progress)
