@@ -110,6 +110,7 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(cats_dogs_registry,
     url = f"http://127.0.0.1:{port}"
     env = gateway_env(tmp_path, cats_dogs_registry, database_url)
     with gateway_process(imgclf_gateway(port), env, url, tmp_path / "gateway.log") as process:
+        assert f"Gateway listening on {url}" in (tmp_path / "gateway.log").read_text()  # issue 19: say where
         body, content_type = multipart(*photos[0])
         head = (
             f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"

@@ -66,6 +66,12 @@ def sample_images(shapes_dir: Path, count: int = 4) -> list[Path]:
     return sorted(p for p in shapes_dir.rglob("*") if p.is_file())[:count]
 
 
+def test_serve_says_where_it_listens(serve_process):
+    process, url, target = serve_process
+    line = process.stdout.readline()
+    assert f"REST {url}/v1/models/NAME" in line and f"gRPC {target}" in line, line
+
+
 def test_served_scores_equal_offline_scores_over_rest_and_grpc(serve_process, registry, shapes_dir):
     _, url, target = serve_process
     files = sample_images(shapes_dir)
