@@ -1,4 +1,8 @@
-"""The review queue: ``GET /v1/reviews`` (least confident first) and ``POST /v1/reviews/{id}``."""
+"""The review queue: ``GET /v1/reviews`` (least confident first) and ``POST /v1/reviews/{id}``.
+
+The review's JSON body is taken as JSON whatever Content-Type it declares (``curl -d`` declares a
+form): ``imgclf.gateway.json_body``.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,13 @@ from fastapi import APIRouter, Depends
 
 from imgclf.gateway.api_keys import KeyInfo
 from imgclf.gateway.dependencies import get_gateway, require_scope
+from imgclf.gateway.json_body import AnyContentTypeJsonRoute
 from imgclf.gateway.routes.predictions import Cursor, PageSize, PredictionId
 from imgclf.gateway.runtime import Gateway
 from imgclf.gateway.schemas import DATABASE_DOWN, PredictionPage, PredictionRecord, ReviewRequest, error_responses
 from imgclf.storage.predictions import record_review, review_queue
 
-router = APIRouter(prefix="/v1", tags=["reviews"])
+router = APIRouter(prefix="/v1", tags=["reviews"], route_class=AnyContentTypeJsonRoute)
 
 
 @router.get(
@@ -37,7 +42,14 @@ def queue(
 @router.post(
     "/reviews/{prediction_id}",
     response_model=PredictionRecord,
-    responses=error_responses({403: "The key lacks the review scope.", 404: "No such prediction.", 503: DATABASE_DOWN}),
+    responses=error_responses(
+        {
+            403: "The key lacks the review scope.",
+            404: "No such prediction.",
+            415: "The body is not JSON (under a Content-Type other than application/json).",
+            503: DATABASE_DOWN,
+        }
+    ),
 )
 def review(
     prediction_id: PredictionId,
@@ -45,7 +57,10 @@ def review(
     key: Annotated[KeyInfo, Depends(require_scope("review"))],
     gateway: Annotated[Gateway, Depends(get_gateway)],
 ) -> PredictionRecord:
-    """Record the correct label for a prediction (any prediction, not only queued ones)."""
+    """Record the correct label for a prediction (any prediction, not only queued ones).
+
+    The body is read as JSON whatever `Content-Type` it declares (`curl -d` sends a form type).
+    """
     gateway.require_database()
     prediction = record_review(gateway.engine, prediction_id, body.label, body.reviewer or key.name)
     return PredictionRecord.of(prediction)
