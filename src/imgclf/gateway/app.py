@@ -28,7 +28,7 @@ __all__ = ["Gateway", "create_app", "resolve_model_name"]
 
 
 def create_app(settings: GatewaySettings | None = None, gateway: Gateway | None = None) -> FastAPI:
-    from imgclf.gateway.routes import health, predict, predictions, reviews
+    from imgclf.gateway.routes import docs, health, predict, predictions, reviews
 
     settings = gateway.settings if gateway is not None else (settings or GatewaySettings())
     metrics = gateway.metrics if gateway is not None else GatewayMetrics()
@@ -53,7 +53,9 @@ def create_app(settings: GatewaySettings | None = None, gateway: Gateway | None 
         version="1",
         lifespan=lifespan,
         responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 429: {"model": ErrorBody}},
-        **({"openapi_url": None, "docs_url": None, "redoc_url": None} if settings.docs_require_key else {}),
+        docs_url=None,  # routes.docs serves /docs and /redoc with their assets from the package (offline)
+        redoc_url=None,
+        **({"openapi_url": None} if settings.docs_require_key else {}),
     )
     app.add_middleware(
         RequestContextMiddleware,
@@ -66,8 +68,5 @@ def create_app(settings: GatewaySettings | None = None, gateway: Gateway | None 
     install_error_handlers(app, settings.retry_after_seconds)
     for module in (predict, predictions, reviews, health):
         app.include_router(module.router)
-    if settings.docs_require_key:
-        from imgclf.gateway.routes import docs
-
-        app.include_router(docs.router)
+    docs.install(app, settings.docs_require_key)
     return app

@@ -25,7 +25,7 @@ def healthz() -> dict[str, str]:
 async def readyz(request: Request, gateway: Annotated[Gateway, Depends(get_gateway)]) -> JSONResponse:
     """Readiness: predictions can be answered (a model version is AVAILABLE).
 
-    The database and Redis are reported in ``checks`` but do not decide: without them predictions
+    The database and Redis are reported in `checks` but do not decide: without them predictions
     are still answered (records spooled, limits kept in memory), so a load balancer keeps the replica.
     """
     checks = await gateway.run_blocking(gateway.readiness)

@@ -51,7 +51,7 @@ async def predict(
     version: Annotated[int | None, Query(ge=1, le=2**62, description="A model version (default: latest).")] = None,
     label: Annotated[str | None, Query(min_length=1, max_length=200, description="A version label.")] = None,
 ) -> Response:
-    """Classify images sent as multipart ``files`` or as JSON ``{"images": [base64, ...]}``.
+    """Classify images sent as multipart `files` or as JSON `{"images": [base64, ...]}`.
 
     Each answer carries the label, its confidence, every class's score, the threshold applied,
     whether it needs human review, the model version and the prediction's id.

@@ -84,7 +84,7 @@ def list_all(
     limit: PageSize = 50,
     cursor: Cursor = None,
 ) -> PredictionPage:
-    """Predictions, newest first, filtered; follow ``next_cursor`` for more."""
+    """Predictions, newest first, filtered; follow `next_cursor` for more."""
     gateway.require_database()
     filters = PredictionFilter(
         since=since,
