@@ -20,6 +20,11 @@ these names from here.
 ``class_ids`` (int64 [N]), ``labels`` (string [N]), ``embedding_projection`` (float32 [N, 32]) and
 ``input_statistics`` (float32 [N, 12]); exports made before the last two existed lack them.
 
+``classify`` (method name ``tensorflow/serving/classify``, for TF Serving's Classify API):
+``inputs`` (string [N], serialized tf.Example protos with the encoded image under the bytes
+feature ``image/encoded``) → ``classes`` (string [N, classes], the labels) and ``scores`` (float32
+[N, classes]). Exports made before it existed lack it.
+
 A version can be there but not whole: copied with ``cp -r`` or rsync while a server polls, or
 overwritten by hand. ``check_export`` compares a directory with its manifest; an export made before
 manifests existed (or by another tool) is checked by its structure: ``saved_model.pb`` must be a
@@ -58,6 +63,13 @@ OUTPUT_INPUT_STATISTICS = "input_statistics"  # optional: exports before it lack
 OUTPUT_EMBEDDING = "embedding"  # serving_features only
 CLASSIFICATION_OUTPUTS = (OUTPUT_SCORES, OUTPUT_CLASS_IDS)  # what every export answers
 MONITORING_OUTPUTS = (OUTPUT_EMBEDDING_PROJECTION, OUTPUT_INPUT_STATISTICS)
+# TF Serving's Classify API (signature_constants.CLASSIFY_*): serialized tf.Examples in
+CLASSIFY_SIGNATURE = "classify"
+CLASSIFY_METHOD_NAME = "tensorflow/serving/classify"  # written into saved_model.pb after saving
+CLASSIFY_INPUTS = "inputs"
+CLASSIFY_OUTPUT_CLASSES = "classes"
+CLASSIFY_OUTPUT_SCORES = "scores"
+EXAMPLE_IMAGE_FEATURE = "image/encoded"  # the encoded image's tf.Example key (TFRecord / Object Detection convention)
 PROJECTION_DIM = 32  # embedding_projection = pooled embedding · Gaussian matrix (seed below) / √32
 PROJECTION_SEED = 0
 

@@ -2,16 +2,27 @@
 
 ``REGISTRY/NAME/<version>/`` holds:
 
-* the SavedModel, with two signatures:
+* the SavedModel, with four signatures (names in ``imgclf.contract``):
 
   - ``serving_default``: ``image_bytes`` (tf.string [N], encoded JPEG/PNG/GIF/BMP/WebP) →
-    ``scores`` (float32 [N, classes]), ``class_ids`` (int64 [N]), ``labels`` (string [N]);
+    ``scores`` (float32 [N, classes]), ``class_ids`` (int64 [N]), ``labels`` (string [N]),
+    ``embedding_projection`` (float32 [N, 32]) and ``input_statistics`` (float32 [N, 12]), the
+    last two for monitoring;
+  - ``serving_features``: ``image_bytes`` → the same, plus ``embedding`` (the pooled features);
   - ``serving_pixels``: ``pixels`` (float32 [N, size, size, 3], RGB in [0, 255], already resized)
-    → the same outputs.
+    → ``scores``, ``class_ids``, ``labels``, ``embedding_projection``;
+  - ``classify``, for TF Serving's Classify API (REST ``:classify``, gRPC ``Classify``):
+    ``inputs`` (tf.string [N], serialized tf.Example protos, the encoded image in the bytes feature
+    ``image/encoded``) → ``classes`` (string [N, classes], the labels in output order) and
+    ``scores`` (float32 [N, classes]). Its method name is ``tensorflow/serving/classify`` (written
+    into ``saved_model.pb`` after saving: TF2 saves every signature as a predict one), so TF
+    Serving accepts it also with ``--enable_signature_method_name_check``. Classify answers every
+    class's score; the binary threshold below applies only to ``class_ids`` and ``labels``.
 
-  Both run ``imgclf.preprocessing`` inside the graph, so clients never preprocess. Binary models
-  pick the positive (second) class when its score ≥ the threshold chosen by ``imgclf evaluate``
-  (0.5 if the run was never evaluated); other models pick the highest score.
+  All run ``imgclf.preprocessing`` inside the graph (the same decode and resize for encoded
+  images), so clients never preprocess. Binary models pick the positive (second) class when its
+  score ≥ the threshold chosen by ``imgclf evaluate`` (0.5 if the run was never evaluated); other
+  models pick the highest score.
 * ``assets/labels.txt``; ``assets.extra/model_card.json``; ``assets.extra/tf_serving_warmup_requests``;
   ``assets.extra/reference_profile.json``: what monitoring compares production with, measured by
   this SavedModel on the reference images (the run's validation split, or ``reference_data``);
@@ -38,6 +49,12 @@ import tensorflow as tf
 
 from imgclf.config import TrainConfig
 from imgclf.contract import (
+    CLASSIFY_INPUTS,
+    CLASSIFY_METHOD_NAME,
+    CLASSIFY_OUTPUT_CLASSES,
+    CLASSIFY_OUTPUT_SCORES,
+    CLASSIFY_SIGNATURE,
+    EXAMPLE_IMAGE_FEATURE,
     FEATURES_SIGNATURE,
     INPUT_BYTES,
     INPUT_PIXELS,
@@ -52,6 +69,7 @@ from imgclf.contract import (
     PROJECTION_DIM,
     PROJECTION_SEED,
     REFERENCE_PROFILE_FILE,
+    SAVED_MODEL_FILE,
     SERVING_SIGNATURE,
     WARMUP_FILE,
 )
@@ -88,7 +106,10 @@ def with_embedding(model: keras.Model) -> keras.Model:
 def build_archive(
     model: keras.Model, classes: list[str], spec: PreprocessingSpec, threshold: float | None
 ) -> keras.export.ExportArchive:
-    """The ExportArchive with both serving signatures, around an in-memory Keras model."""
+    """The ExportArchive with the serving signatures, around an in-memory Keras model.
+
+    ``classify``'s method name is set afterwards, on the written files (``set_classify_method``).
+    """
     labels = tf.constant(classes)
     both = with_embedding(model)
     projection = tf.constant(projection_matrix(int(both.outputs[0].shape[-1])))
@@ -123,6 +144,13 @@ def build_archive(
     def serve_pixels(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
         return outputs(*both(normalize(pixels, spec.normalization), training=False))
 
+    def serve_examples(inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        features = tf.io.parse_example(inputs, {EXAMPLE_IMAGE_FEATURE: tf.io.FixedLenFeature([], tf.string)})
+        pixels, _ = decode_and_resize_batch(features[EXAMPLE_IMAGE_FEATURE], spec)
+        _, raw = both(normalize(pixels, spec.normalization), training=False)
+        scores = class_scores(raw)
+        return {CLASSIFY_OUTPUT_CLASSES: tf.broadcast_to(labels, tf.shape(scores)), CLASSIFY_OUTPUT_SCORES: scores}
+
     size = spec.image_size
     archive = keras.export.ExportArchive()
     archive.track(both)
@@ -139,7 +167,36 @@ def build_archive(
         serve_pixels,
         input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name=INPUT_PIXELS)],
     )
+    archive.add_endpoint(
+        CLASSIFY_SIGNATURE, serve_examples, input_signature=[tf.TensorSpec([None], tf.string, name=CLASSIFY_INPUTS)]
+    )
     return archive
+
+
+def set_classify_method(export_dir: Path) -> None:
+    """Give the ``classify`` signature TF Serving's classify method name in ``saved_model.pb``.
+
+    ``tf.saved_model.save`` writes ``tensorflow/serving/predict`` for every signature; TF Serving
+    started with ``--enable_signature_method_name_check`` (and TF1-era tools) refuse Classify on
+    it. The fingerprint TensorFlow keeps beside the file is written again to match. Call it before
+    the export's manifest is written.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = export_dir / SAVED_MODEL_FILE
+    saved_model = saved_model_pb2.SavedModel.FromString(path.read_bytes())
+    for meta_graph in saved_model.meta_graphs:
+        if CLASSIFY_SIGNATURE in meta_graph.signature_def:
+            meta_graph.signature_def[CLASSIFY_SIGNATURE].method_name = CLASSIFY_METHOD_NAME
+    path.write_bytes(saved_model.SerializeToString(deterministic=True))
+    fingerprint = export_dir / "fingerprint.pb"
+    if fingerprint.exists():
+        try:
+            from tensorflow.python.saved_model.fingerprinting_utils import write_fingerprint
+        except ImportError:  # a TensorFlow without it: no fingerprint is better than a wrong one
+            fingerprint.unlink()
+        else:
+            write_fingerprint(str(export_dir))
 
 
 def _threshold(run: RunDir, classes: list[str]) -> tuple[float | None, str]:
@@ -196,6 +253,7 @@ def write_export(run_dir: str | Path, out: Path, name: str, reference_data: str 
     _check_classes(classes, model, run)
 
     build_archive(model, classes, spec, threshold).write_out(str(out), verbose=False)
+    set_classify_method(out)
     (out / LABELS_FILE).parent.mkdir(exist_ok=True)
     (out / LABELS_FILE).write_text("\n".join(classes) + "\n", encoding="utf-8")
     write_warmup_requests(out / WARMUP_FILE, name, spec)

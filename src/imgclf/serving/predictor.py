@@ -147,7 +147,11 @@ class Predictor:
     def classify(
         self, servable: ServableVersion, signature_name: str, examples: np.ndarray
     ) -> Future[classification_pb2.ClassificationResult]:
-        signature = servable.signature(signature_name or DEFAULT_SIGNATURE)
+        """TF Serving's ``RunClassify`` with its default ``--enable_signature_method_name_check=false``:
+        any signature shaped like a classification one (one ``inputs`` tensor; ``classes`` and/or
+        ``scores``) is run, whatever its method name, as TF2 SavedModels save every signature as a
+        predict one. imgclf exports name theirs ``classify`` (method ``tensorflow/serving/classify``)."""
+        signature = _example_signature(servable, signature_name)
         if len(signature.inputs) != 1:
             raise ServingError("INVALID_ARGUMENT", "Expected one input Tensor.")
         if len(signature.outputs) not in (1, 2):
@@ -168,7 +172,7 @@ class Predictor:
     def regress(
         self, servable: ServableVersion, signature_name: str, examples: np.ndarray
     ) -> Future[regression_pb2.RegressionResult]:
-        signature = servable.signature(signature_name or DEFAULT_SIGNATURE)
+        signature = _example_signature(servable, signature_name)
         if len(signature.inputs) != 1:
             raise ServingError("INVALID_ARGUMENT", "Expected one input Tensor.")
         if len(signature.outputs) != 1:
@@ -254,11 +258,36 @@ def serialized_examples(examples: list[example_pb2.Example], context: example_pb
     return np.array(serialized, dtype=object)
 
 
+def _example_signature(servable: ServableVersion, signature_name: str) -> Signature:
+    """The signature a Classify or Regress request names (TF Serving's ``Get*SignatureDef``)."""
+    key = signature_name or DEFAULT_SIGNATURE
+    signature = servable.signatures.get(key)
+    if signature is None:
+        raise ServingError("INVALID_ARGUMENT", f"No signature was found with the name: {key}")
+    return signature
+
+
 def classification_result(outputs: Tensors, count: int) -> classification_pb2.ClassificationResult:
+    """The outputs as a result, checked as TF Serving's ``PostProcessClassificationResult`` does."""
     classes, scores = outputs.get("classes"), outputs.get("scores")
-    for name, value in (("classes", classes), ("scores", scores)):
-        if value is not None and (value.ndim != 2 or value.shape[0] != count):
-            raise ServingError("INVALID_ARGUMENT", f"Expected Tensor shape: [batch_size num_classes] for {name}")
+    for name, value, dtype in (("classes", classes, "DT_STRING"), ("scores", scores, "DT_FLOAT")):
+        if value is None:
+            continue
+        if value.ndim != 2:
+            shape = "[" + ",".join(map(str, value.shape)) + "]"
+            raise ServingError("INVALID_ARGUMENT", f"Expected Tensor shape: [batch_size num_classes] but got {shape}")
+        if value.dtype != (object if dtype == "DT_STRING" else np.float32):
+            got = "DT_STRING" if value.dtype == object else f"DT_{dtype_name(tf.dtypes.as_dtype(value.dtype)).upper()}"
+            raise ServingError("INVALID_ARGUMENT", f"Expected {name} Tensor of {dtype}. Got: {got}")
+        if value.shape[0] != count:
+            raise ServingError(
+                "INVALID_ARGUMENT", f"Expected {name} output batch size of {count}. Got: {value.shape[0]}"
+            )
+    if classes is not None and scores is not None and classes.shape[1] != scores.shape[1]:
+        raise ServingError(
+            "INVALID_ARGUMENT",
+            f"Tensors class and score should match in dim_size(1). Got {classes.shape[1]} vs. {scores.shape[1]}",
+        )
     result = classification_pb2.ClassificationResult()
     columns = (classes if classes is not None else scores).shape[1]  # type: ignore[union-attr]
     for row in range(count):
