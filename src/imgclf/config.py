@@ -64,6 +64,7 @@ class TrainConfig(BaseModel):
     cache: bool = True
     seed: int = 42
     exclude: str | None = None  # a `data check --json` report whose flagged files are left out
+    init_from: str | None = None  # warm start: a checkpoint (.keras) of the same architecture and classes
 
     @property
     def sources(self) -> list[str]:

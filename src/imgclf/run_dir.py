@@ -14,6 +14,7 @@
       weights/best.keras   the best checkpoint (lowest validation loss)
       backup/              Keras BackupAndRestore state while a phase runs
       eval/                written by `imgclf evaluate`
+      lineage.json         written by `imgclf retrain`: parent version, data counts, trigger
 """
 
 from __future__ import annotations
@@ -69,6 +70,11 @@ class RunDir:
 
     def backup(self, phase: str) -> Path:
         return self.path / "backup" / phase
+
+    @property
+    def lineage(self) -> Path:
+        """Written by ``imgclf retrain``: where the run came from (parent version, data, trigger)."""
+        return self.path / "lineage.json"
 
     @property
     def eval_dir(self) -> Path:

@@ -1,7 +1,7 @@
 """The ``imgclf`` command line. Thin: parse options, call a library function, print.
 
 One module per command group (``data``, ``training``, ``serve``, ``gateway``, ``monitor``,
-``models``), all on the Typer app of ``imgclf.cli.base``. Errors the user can act on
+``models``, ``retrain``), all on the Typer app of ``imgclf.cli.base``. Errors the user can act on
 (``imgclf.errors.ImgclfError``) print one line and exit 2; anything unexpected prints one line and
 exits 1. ``--debug`` (anywhere on the line) shows tracebacks, ``--verbose`` TensorFlow's own logging
 (hidden otherwise: ``imgclf.cli.quiet``). Heavy imports (TensorFlow) happen inside commands, after
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from imgclf.cli import data, gateway, models, monitor, serve, training  # noqa: F401  (they register their commands)
+from imgclf.cli import data, gateway, models, monitor, retrain, serve, training  # noqa: F401  (they register their commands)
 from imgclf.cli.base import app, console
 from imgclf.cli.quiet import silence_tensorflow_startup
 

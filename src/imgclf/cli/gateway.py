@@ -103,7 +103,7 @@ def reviews_export(
     ] = None,
 ) -> None:
     """Write reviewed images and their labels as a CSV manifest that imgclf train accepts."""
-    from imgclf.gateway.review_export import export_reviews
+    from imgclf.retraining.reviewed import export_reviews
     from imgclf.storage.image_store import ImageStore
 
     settings = gateway_settings()

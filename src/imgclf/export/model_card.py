@@ -17,6 +17,12 @@ import tensorflow as tf
 
 from imgclf.config import TrainConfig
 from imgclf.contract import (
+    CLASSIFY_INPUTS,
+    CLASSIFY_METHOD_NAME,
+    CLASSIFY_OUTPUT_CLASSES,
+    CLASSIFY_OUTPUT_SCORES,
+    CLASSIFY_SIGNATURE,
+    EXAMPLE_IMAGE_FEATURE,
     FEATURES_SIGNATURE,
     INPUT_BYTES,
     INPUT_PIXELS,
@@ -95,6 +101,16 @@ def build_model_card(
                 "inputs": {INPUT_BYTES: "string [N]"},
                 "outputs": f"{SERVING_SIGNATURE}'s, plus {OUTPUT_EMBEDDING}: float32 [N, D] (pooled features)",
             },
+            CLASSIFY_SIGNATURE: {
+                "method_name": CLASSIFY_METHOD_NAME,
+                "inputs": {
+                    CLASSIFY_INPUTS: f"string [N]: serialized tf.Example, the image under {EXAMPLE_IMAGE_FEATURE!r}"
+                },
+                "outputs": {
+                    CLASSIFY_OUTPUT_CLASSES: "string [N, classes]",
+                    CLASSIFY_OUTPUT_SCORES: "float32 [N, classes]",
+                },
+            },
             PIXELS_SIGNATURE: {
                 "inputs": {INPUT_PIXELS: f"float32 [N, {spec.image_size}, {spec.image_size}, 3] in [0, 255]"}
             },
@@ -112,6 +128,7 @@ def build_model_card(
             "counts": summary.get("counts"),
             "split_source": summary.get("split_source"),
         },
+        "lineage": read_json(run.lineage) if run.lineage.is_file() else None,
         "versions": {
             "imgclf": package_version("imgclf"),
             "tensorflow": tf.__version__,

@@ -6,5 +6,5 @@ predictions, reviews, health), ``dependencies`` (API key and rate limit per requ
 JSON error shape), ``service`` (what a prediction does, without HTTP), ``uploads`` and
 ``validation`` (reading and checking images), ``backends`` (in-process, gRPC or REST model),
 ``auth``, ``api_keys``, ``rate_limit``, ``prediction_log`` (database or disk spool),
-``review_export``, ``metrics``, ``server`` (``imgclf gateway``).
+``metrics``, ``server`` (``imgclf gateway``).
 """

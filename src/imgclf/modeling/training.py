@@ -305,6 +305,9 @@ def _fit(config: TrainConfig, run: RunDir, prepared: PreparedData, progress: dic
         _compile(model, config.learning_rate or 1e-3, num_classes, config.label_smoothing)
 
     head_epochs = config.epochs
+    if config.init_from and not progress.get("head_done"):
+        model.load_weights(config.init_from)  # warm start (imgclf retrain: the stable version's weights)
+        report(f"Starting from the weights of {config.init_from}")
     if not progress.get("head_done"):
         callbacks = _callbacks(run, "head", config.early_stopping_patience, None, steps)
         history = model.fit(

@@ -98,8 +98,9 @@ class GateResult:
         return [c for c in self.checks if not c.passed]
 
 
-def evaluate_version(version_dir: Path, data: str) -> dict[str, Any]:
-    """Metrics of an exported version on ``data`` (folder or CSV; its ``val`` split if split)."""
+def evaluate_version(version_dir: Path, data: str, only: list[str] | None = None) -> dict[str, Any]:
+    """Metrics of an exported version on ``data`` (folder or CSV; its ``val`` split if split);
+    ``only``: just the images of these classes."""
     from imgclf.data.prepare import usable_samples
     from imgclf.data.sources import load_dataset
     from imgclf.evaluation.metrics import classification_metrics
@@ -108,6 +109,8 @@ def evaluate_version(version_dir: Path, data: str) -> dict[str, Any]:
     dataset = load_dataset(data)
     if dataset.has_splits:
         dataset = dataset.subset("val")
+    if only is not None:
+        dataset = type(dataset)(dataset.root, dataset.kind, [s for s in dataset.samples if s.label in only])
     model = ExportedModel.load(version_dir)
     unknown = sorted(set(dataset.classes) - set(model.labels))
     if unknown:
@@ -178,8 +181,28 @@ def run_gate(
     candidate_dir = registry.version_dir(name, version)
     baseline_version = _baseline(registry, name, version)
     candidate = evaluate_version(candidate_dir, data)
-    baseline = evaluate_version(registry.version_dir(name, baseline_version), data) if baseline_version else None
+    baseline = None
+    compared_on = None
+    if baseline_version:
+        baseline_dir = registry.version_dir(name, baseline_version)
+        known = registry.card(name, baseline_version).get("classes") or []
+        if set(candidate_classes := registry.card(name, version).get("classes") or []) - set(known):
+            # A candidate with new classes: stable cannot be scored on their images, so the change checks
+            # compare both on the images of the classes stable knows; value thresholds use every image.
+            compared_on = sorted(set(known) & set(candidate_classes))
+            baseline = evaluate_version(baseline_dir, data, only=compared_on)
+            shared = evaluate_version(candidate_dir, data, only=compared_on)
+        else:
+            baseline = evaluate_version(baseline_dir, data)
     checks = check_thresholds(thresholds, candidate, baseline)
+    if compared_on is not None:
+        value_checks = [c for c in checks if c.kind == "value"]
+        change_checks = [c for c in check_thresholds(thresholds, shared, baseline) if c.kind == "change"]
+        checks = value_checks + [
+            GateCheck(c.metric, c.kind, c.passed, f"{c.message} [classes stable knows: {', '.join(compared_on)}]",
+                      c.candidate, c.baseline)  # fmt: skip
+            for c in change_checks
+        ]
     keep = ("accuracy", "macro_f1", "weighted_f1", "log_loss", "expected_calibration_error", "num_examples")
     result = GateResult(
         model_name=name,

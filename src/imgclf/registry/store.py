@@ -62,6 +62,8 @@ class ModelState:
     history: list[dict[str, Any]] = field(default_factory=list)  # stable versions, oldest first
     policy: str = PROMOTED  # PROMOTED: exports are candidates; LATEST: each export becomes stable
     overrides: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # version → forced promotions
+    canary_since: str | None = None  # when the current canary started taking traffic
+    decisions: list[dict[str, Any]] = field(default_factory=list)  # retrain and judge decisions, oldest first
 
     @property
     def stable(self) -> int | None:
@@ -79,6 +81,8 @@ class ModelState:
             history=list(data.get("history", [])),
             policy=str(data.get("policy", PROMOTED)),
             overrides={str(k): list(v) for k, v in data.get("overrides", {}).items()},
+            canary_since=data.get("canary_since"),
+            decisions=list(data.get("decisions", [])),
         )
 
 
@@ -334,12 +338,21 @@ class Registry:
             else:
                 if state.stable == version:
                     raise RegistryError(f"{name} version {version} is already stable")
+                if state.canary != version:
+                    state.canary_since = _now()
                 state.labels[CANARY] = version
                 if canary_share is not None:
                     state.canary_share = _share(canary_share)
             if failures:
                 record = {"to": to, "at": _now(), "gate": gate, "checks": failures}
                 state.overrides.setdefault(str(version), []).append(record)
+        return state
+
+    def record_decision(self, name: str, decision: dict[str, Any], keep: int = 200) -> ModelState:
+        """Append a retraining or canary decision (``{"kind", "version", "outcome", "reasons", ...}``)."""
+        with self._change(name) as state:
+            state.decisions.append({"at": _now(), **decision})
+            del state.decisions[:-keep]
         return state
 
     def set_canary_share(self, name: str, share: float) -> ModelState:
