@@ -112,6 +112,10 @@ class GatewaySettings(BaseSettings):
     image_retention_days: int = Field(90, ge=0)  # 0 keeps images forever
     review_confidence_threshold: float = Field(0.7, ge=0, le=1)
     review_margin: float = Field(0.2, ge=0, le=1)
+    # A prediction is out of distribution when its ood_score (distance from the export's reference
+    # embeddings over the threshold calibrated at export: ≤ 5 % of reference-like images pass 1) exceeds this.
+    ood_score_limit: float = Field(1.0, gt=0)
+    review_out_of_distribution: bool = True  # out-of-distribution predictions need review
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1)
     max_images_per_request: int = Field(16, ge=1)
     max_image_pixels: int = Field(40_000_000, ge=1)

@@ -29,6 +29,13 @@ def error_responses(descriptions: dict[int, str]) -> dict[int | str, dict[str, o
 
 
 DATABASE_DOWN = "The database does not answer; see Retry-After."
+OOD_SCORE = (
+    "How far the image's embedding lies from the images the model version was checked on (its reference "
+    "profile): the distance to the 5th nearest reference embedding over a threshold calibrated so that about "
+    "5 % of images like the reference score above 1. Above 1: out of distribution. Null: the version's export "
+    "has no calibrated reference profile."
+)
+OUT_OF_DISTRIBUTION = "ood_score above the gateway's limit (IMGCLF_OOD_SCORE_LIMIT); null without a score."
 
 
 class PredictJsonBody(BaseModel):
@@ -58,7 +65,9 @@ class PredictedImage(BaseModel):
     confidence: float = Field(description="Score of the chosen label.")
     scores: dict[str, float] = Field(description="Every class's score.")
     threshold: float | None = Field(description="Binary decision threshold applied (None: highest score wins).")
-    needs_review: bool
+    needs_review: bool = Field(description="Low confidence, a close second class, or out of distribution.")
+    ood_score: float | None = Field(description=OOD_SCORE)
+    out_of_distribution: bool | None = Field(description=OUT_OF_DISTRIBUTION)
     model_name: str
     model_version: int
     image: ImageInfo
@@ -82,6 +91,8 @@ class PredictResponse(BaseModel):
                 scores=p.scores,
                 threshold=p.threshold,
                 needs_review=p.needs_review,
+                ood_score=p.ood_score,
+                out_of_distribution=p.out_of_distribution,
                 model_name=name,
                 model_version=version,
                 image=ImageInfo.of(p.image),
@@ -115,6 +126,8 @@ class PredictionRecord(BaseModel):
     scores: dict[str, float]
     threshold: float | None
     needs_review: bool
+    ood_score: float | None = Field(None, description=OOD_SCORE)
+    out_of_distribution: bool | None = Field(None, description=OUT_OF_DISTRIBUTION)
     latency_ms: float
     image: ImageInfo
     review_status: ReviewStatus
@@ -144,6 +157,8 @@ class PredictionRecord(BaseModel):
             scores=p.scores,
             threshold=p.threshold,
             needs_review=p.needs_review,
+            ood_score=p.ood_score,
+            out_of_distribution=p.out_of_distribution,
             latency_ms=p.latency_ms,
             image=image,
             review_status=review_status(p),

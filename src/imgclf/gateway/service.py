@@ -7,8 +7,8 @@ Example:
     >>> limits, policy = UploadLimits.from_settings(), ReviewPolicy.from_settings()
     >>> service = PredictionService(backend, ModelCards(registry), store, log, limits, policy)
     >>> outcome = service.predict([NamedImage("cat.jpg", data)], api_key_id=None, request_id="r1")
-    >>> outcome.predictions[0].label, outcome.predictions[0].needs_review
-    ('cats', False)
+    >>> outcome.predictions[0].label, outcome.predictions[0].needs_review, outcome.predictions[0].ood_score
+    ('cats', False, 0.71)
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from imgclf.config import GatewaySettings
-from imgclf.errors import ServingError, UploadError
+from imgclf.errors import MonitoringError, ServingError, UploadError
 from imgclf.gateway.backends import BackendAnswer, ModelBackend, ModelCard, read_model_card
 from imgclf.gateway.metrics import GatewayMetrics
 from imgclf.gateway.prediction_log import PredictionLog
@@ -31,6 +31,8 @@ from imgclf.gateway.routing import TrafficRouter
 from imgclf.gateway.shadow import ShadowMirror
 from imgclf.gateway.validation import ImageUpload, UploadLimits, validate_image
 from imgclf.monitoring.input_stats import image_statistics, rounded
+from imgclf.monitoring.ood import OutOfDistribution
+from imgclf.monitoring.profile import ReferenceProfile
 from imgclf.monitoring.window import compact_embedding
 from imgclf.storage.image_store import ImageStore
 from imgclf.storage.models import new_id, utcnow
@@ -47,20 +49,37 @@ class NamedImage:
 @dataclass(frozen=True)
 class ReviewPolicy:
     """A prediction needs review when its confidence or its top-2 margin is below these
-    (``IMGCLF_REVIEW_CONFIDENCE_THRESHOLD``, ``IMGCLF_REVIEW_MARGIN``: build with ``from_settings``)."""
+    (``IMGCLF_REVIEW_CONFIDENCE_THRESHOLD``, ``IMGCLF_REVIEW_MARGIN``: build with ``from_settings``),
+    or when it is out of distribution: its ``ood_score`` above ``ood_score_limit``
+    (``IMGCLF_OOD_SCORE_LIMIT``), if ``review_out_of_distribution`` (``IMGCLF_REVIEW_OUT_OF_DISTRIBUTION``).
+    A policy built by hand without ``ood_score_limit`` scores nothing (``ood_score`` None)."""
 
     confidence_threshold: float
     margin: float
+    ood_score_limit: float | None = None
+    review_out_of_distribution: bool = False
 
     @classmethod
     def from_settings(cls, settings: GatewaySettings | None = None) -> ReviewPolicy:
         settings = settings or GatewaySettings()
-        return cls(settings.review_confidence_threshold, settings.review_margin)
+        return cls(
+            settings.review_confidence_threshold,
+            settings.review_margin,
+            settings.ood_score_limit,
+            settings.review_out_of_distribution,
+        )
 
-    def needs_review(self, scores: np.ndarray, confidence: float) -> bool:
+    def out_of_distribution(self, ood_score: float | None) -> bool | None:
+        """Whether a score is beyond the limit; None without a score."""
+        if ood_score is None or self.ood_score_limit is None:
+            return None
+        return ood_score > self.ood_score_limit
+
+    def needs_review(self, scores: np.ndarray, confidence: float, out_of_distribution: bool | None = None) -> bool:
         top = np.sort(scores)[::-1]
         margin = float(top[0] - top[1]) if len(top) > 1 else 1.0
-        return confidence < self.confidence_threshold or margin < self.margin
+        unfamiliar = bool(out_of_distribution) and self.review_out_of_distribution
+        return confidence < self.confidence_threshold or margin < self.margin or unfamiliar
 
 
 @dataclass(frozen=True)
@@ -74,6 +93,8 @@ class ImagePrediction:
     image: ImageUpload
     embedding: list[float] | None = None  # the export's embedding_projection, for drift monitoring
     statistics: dict[str, float] | None = None  # input statistics, for drift monitoring (None: not measured)
+    ood_score: float | None = None  # imgclf.monitoring.ood: > 1 lies beyond the reference (None: no calibrated profile)
+    out_of_distribution: bool | None = None  # ood_score above the policy's limit
 
 
 @dataclass(frozen=True)
@@ -128,6 +149,35 @@ class ModelCards:
         return card
 
 
+class OutOfDistributionScorers:
+    """Each version's out-of-distribution scorer, from its reference profile, read once per version.
+
+    None for a version whose profile is missing or has no calibration (exports made before it):
+    its predictions get no ``ood_score``, and that is logged once, not per request.
+    """
+
+    def __init__(self, registry: Path) -> None:
+        self.registry = Path(registry)
+        self._scorers: dict[tuple[str, int], OutOfDistribution | None] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str, version: int) -> OutOfDistribution | None:
+        key = (name, version)
+        with self._lock:
+            if key in self._scorers:
+                return self._scorers[key]
+        try:
+            scorer = ReferenceProfile.load(self.registry / name / str(version)).ood
+            if scorer is None:
+                log.info("%s version %s: its reference profile has no out-of-distribution calibration", name, version)
+        except MonitoringError as error:
+            log.warning("%s version %s: no out-of-distribution scores: %s", name, version, error)
+            scorer = None
+        with self._lock:
+            self._scorers[key] = scorer
+        return scorer
+
+
 class PredictionService:
     def __init__(
         self,
@@ -152,6 +202,7 @@ class PredictionService:
         self.router = router
         self.shadow = shadow
         self.compare_canary = compare_canary
+        self.ood_scorers = OutOfDistributionScorers(cards.registry)
 
     def validate(self, images: list[NamedImage]) -> list[ImageUpload]:
         """Every image checked; the first refusal names the image (index and file name)."""
@@ -265,12 +316,16 @@ class PredictionService:
                 f"and {len(card.classes)} classes",
             )
         predictions = []
-        embeddings = answer.embeddings if answer.embeddings is not None else [None] * len(uploads)
+        embeddings = (
+            [None] * len(uploads) if answer.embeddings is None else [compact_embedding(e) for e in answer.embeddings]
+        )
         statistics = answer.statistics if answer.statistics is not None else [None] * len(uploads)
-        for upload, scores, class_id, embedding, stats in zip(
-            uploads, answer.scores, answer.class_ids, embeddings, statistics, strict=True
+        ood_scores = self._ood_scores(answer, embeddings)
+        for upload, scores, class_id, embedding, stats, ood_score in zip(
+            uploads, answer.scores, answer.class_ids, embeddings, statistics, ood_scores, strict=True
         ):
             confidence = float(scores[int(class_id)])
+            unfamiliar = self.policy.out_of_distribution(ood_score)
             predictions.append(
                 ImagePrediction(
                     id=new_id(),
@@ -278,13 +333,24 @@ class PredictionService:
                     confidence=confidence,
                     scores={name: float(s) for name, s in zip(card.classes, scores, strict=True)},
                     threshold=card.threshold,
-                    needs_review=self.policy.needs_review(scores, confidence),
+                    needs_review=self.policy.needs_review(scores, confidence, unfamiliar),
                     image=upload,
-                    embedding=None if embedding is None else compact_embedding(embedding),
+                    embedding=embedding,
                     statistics=_statistics(upload, stats),
+                    ood_score=ood_score,
+                    out_of_distribution=unfamiliar,
                 )
             )
         return answer, predictions
+
+    def _ood_scores(self, answer: BackendAnswer, embeddings: list[list[float] | None]) -> list[float | None]:
+        """Each image's ``ood_score`` (its embedding as stored against the profile's, stored alike), or Nones."""
+        if self.policy.ood_score_limit is None or answer.embeddings is None:
+            return [None] * len(embeddings)
+        scorer = self.ood_scorers.get(answer.model_name, answer.model_version)
+        if scorer is None or scorer.reference.shape[1] != len(embeddings[0] or ()):
+            return [None] * len(embeddings)
+        return [round(float(score), 4) for score in scorer.scores(np.array(embeddings, dtype=np.float64))]
 
     def _mirror(
         self,
@@ -361,6 +427,8 @@ class PredictionService:
                 "needs_review": p.needs_review,
                 "input_stats": p.statistics,
                 "embedding": p.embedding,
+                "ood_score": p.ood_score,
+                "out_of_distribution": p.out_of_distribution,
                 "role": role,
             }
             for p in predictions

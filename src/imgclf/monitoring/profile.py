@@ -4,8 +4,10 @@
 the exported SavedModel itself and records what production will later be compared with: the
 predicted-class counts, every confidence, the input statistics of every image, the formats, a
 sample of embeddings (the signature's ``embedding_projection`` output), the accuracy on those
-images, and a calibration map from confidence to the chance of being right, fitted by isotonic
-regression (the basis of the label-free accuracy estimate, ``imgclf.monitoring.quality``).
+images, a calibration map from confidence to the chance of being right, fitted by isotonic
+regression (the basis of the label-free accuracy estimate, ``imgclf.monitoring.quality``), and the
+out-of-distribution threshold calibrated on the embedding sample (``imgclf.monitoring.ood``; the
+``ood`` key: profiles written before it have none, and their predictions get no ``ood_score``).
 
 Example:
     >>> profile = ReferenceProfile.load("registry/cats_dogs/3")
@@ -26,6 +28,7 @@ import numpy as np
 from imgclf.contract import REFERENCE_PROFILE_FILE
 from imgclf.errors import MonitoringError
 from imgclf.monitoring.input_stats import STATISTICS
+from imgclf.monitoring.ood import OutOfDistribution
 from imgclf.monitoring.window import Window, compact_embedding
 
 MAX_EMBEDDING_SAMPLE = 1000
@@ -57,6 +60,7 @@ class ReferenceProfile:
     calibration: Calibration | None
     source: str
     embedding: dict[str, Any]  # how the signature projects embeddings: input_dim, dim, seed
+    ood: OutOfDistribution | None = None  # over window.embeddings; None: too few of them, or an older profile
 
     @classmethod
     def build(
@@ -76,7 +80,9 @@ class ReferenceProfile:
         if len(window.embeddings) > MAX_EMBEDDING_SAMPLE:
             rows = np.sort(np.random.default_rng(seed).choice(len(window.embeddings), MAX_EMBEDDING_SAMPLE, False))
             window = dataclasses.replace(window, embeddings=window.embeddings[rows])
-        return cls(window, accuracy, calibration, source, embedding)
+        # Calibrated on the embeddings exactly as stored (5 significant digits), which the gateway scores against.
+        stored = np.array([compact_embedding(row) for row in window.embeddings]).reshape(window.embeddings.shape)
+        return cls(window, accuracy, calibration, source, embedding, OutOfDistribution.calibrate(stored))
 
     def to_dict(self) -> dict[str, Any]:
         w = self.window
@@ -93,6 +99,7 @@ class ReferenceProfile:
             "formats": w.formats,
             "embedding": self.embedding,
             "embeddings": [compact_embedding(row) for row in w.embeddings],
+            "ood": None if self.ood is None else self.ood.to_dict(),
         }
 
     @classmethod
@@ -109,7 +116,8 @@ class ReferenceProfile:
             embeddings=embeddings.reshape(len(embeddings), -1) if len(embeddings) else np.zeros((0, 0)),
         )
         calibration = Calibration(**data["calibration"]) if data.get("calibration") else None
-        return cls(window, data.get("accuracy"), calibration, data.get("source", ""), data.get("embedding", {}))
+        ood = OutOfDistribution.from_dict(data["ood"], window.embeddings) if data.get("ood") else None
+        return cls(window, data.get("accuracy"), calibration, data.get("source", ""), data.get("embedding", {}), ood)
 
     def save(self, version_dir: Path) -> Path:
         path = Path(version_dir) / REFERENCE_PROFILE_FILE

@@ -71,6 +71,10 @@ class Prediction(Base):
     role: Mapped[str | None] = mapped_column(String(16), nullable=True)
     input_stats: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     embedding: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    # Distance from the reference profile's embeddings over its calibrated threshold (imgclf.monitoring.ood),
+    # and whether it passed the gateway's limit; None: the export has no calibrated profile.
+    ood_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    out_of_distribution: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     review_label: Mapped[str | None] = mapped_column(String(200), nullable=True)
     reviewer: Mapped[str | None] = mapped_column(String(200), nullable=True)
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
