@@ -5,7 +5,11 @@ from __future__ import annotations
 import shutil
 import socket
 
+import numpy as np
+
 from imgclf.cli import main
+from imgclf.errors import ServingError
+from imgclf.gateway.backends import BackendAnswer
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
@@ -83,3 +87,28 @@ def response_head(sock: socket.socket) -> tuple[int, bytes]:
 
 
 _one_error_line = one_error_line  # the name the older tests use
+
+
+class FakeBackend:
+    """Answers with the scores it is given, one row per image, as version 7 of ``pets``."""
+
+    model_name = "pets"
+
+    def __init__(self, scores: list[list[float]], error: ServingError | None = None) -> None:
+        self.scores, self.error, self.calls = np.array(scores, np.float32), error, 0
+
+    def classify(self, images, version=None, label=None, background=False):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        rows = self.scores[: len(images)]
+        return BackendAnswer("pets", 7, rows, rows.argmax(axis=1).astype(np.int64))
+
+    def is_available(self, version: int) -> bool:
+        return version == 7
+
+    def ready(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass

@@ -116,6 +116,9 @@ class GatewaySettings(BaseSettings):
     # embeddings over the threshold calibrated at export: ≤ 5 % of reference-like images pass 1) exceeds this.
     ood_score_limit: float = Field(1.0, gt=0)
     review_out_of_distribution: bool = True  # out-of-distribution predictions need review
+    # A random share of all answered predictions enters the review queue whatever its confidence (reason
+    # "audit"): an unbiased sample for audited accuracy and retraining's evaluation set.
+    review_audit_rate: float = Field(0.02, ge=0, le=1)
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1)
     max_images_per_request: int = Field(16, ge=1)
     max_image_pixels: int = Field(40_000_000, ge=1)

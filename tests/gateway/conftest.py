@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 import uvicorn
 
 from imgclf.config import GatewaySettings
@@ -18,6 +20,7 @@ from imgclf.gateway.api_keys import create_key
 from imgclf.gateway.app import Gateway, create_app
 from imgclf.gateway.backends import ModelBackend
 from imgclf.gateway.http_limits import bounded_http_protocol
+from imgclf.storage.database import connect
 
 
 def gateway_settings(tmp_path: Path, registry: Path, database_url: str, **overrides) -> GatewaySettings:  # type: ignore[no-untyped-def]
@@ -78,3 +81,13 @@ def running_gateway(settings: GatewaySettings, backend: ModelBackend | None = No
         server.should_exit = True
         thread.join(30)
         gateway.close()
+
+
+@pytest.fixture
+def parts(tmp_path):  # type: ignore[no-untyped-def]
+    card = tmp_path / "registry" / "pets" / "7" / "assets.extra" / "model_card.json"
+    card.parent.mkdir(parents=True)
+    card.write_text(json.dumps({"classes": ["cat", "dog", "fox"], "decision": {"threshold": None}}))
+    engine = connect(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    yield tmp_path, engine
+    engine.dispose()

@@ -14,8 +14,8 @@ from imgclf.data.sources import load_dataset
 from imgclf.export.inference import ExportedModel
 from imgclf.gateway.api_keys import revoke_key
 from imgclf.gateway.backends import RestBackend
-from imgclf.retraining.reviewed import export_reviews
 from imgclf.logs import JsonFormatter
+from imgclf.retraining.reviewed import export_reviews
 from imgclf.storage.image_store import ImageStore
 from tests.gateway.conftest import gateway_settings, running_gateway
 from tests.helpers import assert_error, bearer, upload

@@ -4,56 +4,17 @@ for review, and how backend errors are told apart, without a model or HTTP."""
 
 from __future__ import annotations
 
-import json
-
-import numpy as np
 import pytest
 from sqlalchemy import select
 
 from imgclf.errors import ServingError, UploadError
-from imgclf.gateway.backends import BackendAnswer
 from imgclf.gateway.prediction_log import PredictionLog
 from imgclf.gateway.service import ModelCards, NamedImage, PredictionService, ReviewPolicy
 from imgclf.gateway.validation import UploadLimits
-from imgclf.storage.database import connect
 from imgclf.storage.image_store import ImageStore
 from imgclf.storage.models import Prediction
 from tests.conftest import encode, random_pixels
-
-
-class FakeBackend:
-    """Answers with the scores it is given, one row per image, as version 7 of ``pets``."""
-
-    model_name = "pets"
-
-    def __init__(self, scores: list[list[float]], error: ServingError | None = None) -> None:
-        self.scores, self.error, self.calls = np.array(scores, np.float32), error, 0
-
-    def classify(self, images, version=None, label=None, background=False):  # type: ignore[no-untyped-def]
-        self.calls += 1
-        if self.error is not None:
-            raise self.error
-        rows = self.scores[: len(images)]
-        return BackendAnswer("pets", 7, rows, rows.argmax(axis=1).astype(np.int64))
-
-    def is_available(self, version: int) -> bool:
-        return version == 7
-
-    def ready(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass
-
-
-@pytest.fixture
-def parts(tmp_path):  # type: ignore[no-untyped-def]
-    card = tmp_path / "registry" / "pets" / "7" / "assets.extra" / "model_card.json"
-    card.parent.mkdir(parents=True)
-    card.write_text(json.dumps({"classes": ["cat", "dog", "fox"], "decision": {"threshold": None}}))
-    engine = connect(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    yield tmp_path, engine
-    engine.dispose()
+from tests.helpers import FakeBackend
 
 
 def service(tmp_path, engine, backend) -> PredictionService:  # type: ignore[no-untyped-def]

@@ -51,7 +51,9 @@ def test_an_unsplit_copy_of_a_validation_image_goes_to_validation(tmp_path):
 
 def test_test_rows_are_held_out_and_counted(tmp_path):
     rows = _rows(tmp_path, 0, 4, "a", "train") + _rows(tmp_path, 10, 4, "b", "train")
-    rows += _rows(tmp_path, 20, 2, "a", "val") + _rows(tmp_path, 30, 2, "b", "val") + _rows(tmp_path, 40, 3, "a", "test")
+    rows += (
+        _rows(tmp_path, 20, 2, "a", "val") + _rows(tmp_path, 30, 2, "b", "val") + _rows(tmp_path, 40, 3, "a", "test")
+    )
     prepared = prepare_training_data(load_dataset(write_csv(tmp_path / "m.csv", rows)), 0.2, 1)
     assert prepared.held_out_test == 3 and len(prepared.samples) == 12
 
@@ -65,7 +67,9 @@ def test_later_sources_override_labels_by_content(tmp_path):
     (reviewed / "x.png").parent.mkdir(parents=True)
     (reviewed / "x.png").write_bytes((tmp_path / "data" / "a" / "3.png").read_bytes())
     _image(reviewed / "new.png", 99)
-    manifest = write_csv(tmp_path / "reviewed.csv", [[str(reviewed / "x.png"), "b", ""], [str(reviewed / "new.png"), "a", ""]])
+    manifest = write_csv(
+        tmp_path / "reviewed.csv", [[str(reviewed / "x.png"), "b", ""], [str(reviewed / "new.png"), "a", ""]]
+    )
     prepared = prepare_training_data([load_dataset(tmp_path / "data"), load_dataset(manifest)], 0.2, 1)
     labels = {s.path.name: s.label for s in prepared.samples}
     assert "3.png" not in labels and labels["x.png"] == "b" and labels["new.png"] == "a"
@@ -83,7 +87,10 @@ def _dataset_with_conflict_and_leak(tmp_path):
     for split in ("train", "val"):
         for cls, start in (("cats", 0), ("dogs", 20)):
             for i in range(3 if split == "train" else 1):
-                _image(root / split / cls / f"{start + i + (10 if split == 'val' else 0)}.png", start + i + (10 if split == "val" else 0))
+                _image(
+                    root / split / cls / f"{start + i + (10 if split == 'val' else 0)}.png",
+                    start + i + (10 if split == "val" else 0),
+                )
     # conflict: the same picture as a cat and as a dog (train); leak: a train cat again in val
     (root / "train" / "dogs" / "conflict.png").write_bytes((root / "train" / "cats" / "0.png").read_bytes())
     (root / "val" / "cats" / "leak.png").write_bytes((root / "train" / "cats" / "1.png").read_bytes())

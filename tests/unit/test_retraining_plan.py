@@ -99,8 +99,11 @@ def test_triggers_and_minimum_interval():
 
 
 def test_one_retraining_run_per_model_at_a_time(tmp_path):
-    with retrain_lock(tmp_path), pytest.raises(RegistryError, match="another imgclf retrain is running"):
-        with retrain_lock(tmp_path):
-            pass
+    with (
+        retrain_lock(tmp_path),
+        pytest.raises(RegistryError, match="another imgclf retrain is running"),
+        retrain_lock(tmp_path),
+    ):
+        pass
     with retrain_lock(tmp_path):  # released
         pass

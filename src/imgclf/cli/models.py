@@ -63,6 +63,14 @@ def models_list(
         print(json.dumps(listed, indent=2, default=str))
         return
     console.print(rows)
+    for model in [name] if name else store.models():
+        for decision in store.state(model).decisions[-3:]:  # the latest retraining and canary decisions
+            why = "; ".join(decision.get("reasons", [])[:2])
+            console.print(
+                f"{decision.get('at', '')} {model} version {decision.get('version')}: {decision.get('kind')} "
+                f"{decision.get('outcome')}" + (f" ({why})" if why else ""),
+                highlight=False, markup=False,
+            )  # fmt: skip
     for line in broken:
         console.print(line, highlight=False, markup=False)
 
@@ -78,7 +86,9 @@ def models_show(
 
     store = registry_store(registry)
     info = store.info(name, version)
-    print(json.dumps({**store.card(name, version), "registry": {**asdict(info), "state": info.state}}, indent=2))
+    decisions = [d for d in store.state(name).decisions if d.get("version") == version]  # retrain and judge
+    registry_part = {**asdict(info), "state": info.state, "decisions": decisions}
+    print(json.dumps({**store.card(name, version), "registry": registry_part}, indent=2))
 
 
 @models_app.command("promote")

@@ -76,24 +76,27 @@ def monitor_quality(
     registry: Annotated[Path | None, typer.Option(help="Registry directory (default IMGCLF_REGISTRY).")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the rows as JSON here.")] = None,
 ) -> None:
-    """Quality per version over time: needs-review rate, confidence, estimated and realized accuracy."""
+    """Quality per version over time: needs-review rate, confidence, estimated, realized (uncertain-biased) and
+    audited accuracy (a random sample of all traffic, with a 95% Wilson interval)."""
 
     from imgclf.monitoring.jobs import now_minus, parse_duration, quality_over_time
-    from imgclf.monitoring.report import format_value
+    from imgclf.monitoring.report import format_interval, format_value
 
     _, profiles, name = _monitored_model(registry, model)
     points = quality_over_time(
         gateway_database(), profiles, name, now_minus(parse_duration(since)), parse_duration(bucket)
     )
     rows = table(
-        "version", "from", "predictions", "needs review", "mean conf.", "est. accuracy", "reviewed", "realized acc."
-    )
+        "version", "from", "predictions", "needs review", "mean conf.", "est. accuracy", "reviewed", "realized acc.",
+        "audited", "audited acc. [95% CI]",
+    )  # fmt: skip
     for point in points:
         q = point.quality
         rows.add_row(
             str(point.model_version), point.bucket_start, str(q.predictions), format_value(q.needs_review_rate, 3),
             format_value(q.mean_confidence, 3), format_value(q.estimated_accuracy, 3), str(q.reviewed),
-            format_value(q.realized_accuracy, 3),
+            format_value(q.realized_accuracy, 3), str(q.audited),
+            format_value(q.audited_accuracy, 3) + format_interval(q.audited_interval),
         )  # fmt: skip
     console.print(rows)
     if json_out:

@@ -36,6 +36,9 @@ def retrain(
         bool, typer.Option("--dry-run", help="Print what it would train and evaluate on, then stop.")
     ] = False,
     canary_share: Annotated[float, typer.Option(help="Traffic share of a blessed new version (canary).")] = 0.1,
+    gate_config: Annotated[
+        Path | None, typer.Option(help='Gate thresholds, JSON {"thresholds": [...]} (default: built-in).')
+    ] = None,
     work: Annotated[Path, typer.Option(help="Where training runs and manifests go.")] = Path("retrain_runs"),
     watch: Annotated[bool, typer.Option("--watch", help="Keep running: retrain whenever a trigger holds.")] = False,
     on_drift: Annotated[bool, typer.Option("--on-drift", help="With --watch: drift on stable triggers a run.")] = False,
@@ -50,6 +53,7 @@ def retrain(
     per model at a time.
     """
     from imgclf.monitoring.jobs import parse_duration
+    from imgclf.registry.gate import DEFAULT_THRESHOLDS, load_thresholds
     from imgclf.registry.store import Registry
     from imgclf.retraining.retrain import new_reviews
     from imgclf.retraining.retrain import retrain as run_retrain
@@ -72,6 +76,7 @@ def retrain(
             result = run_retrain(
                 store, name, reviewed, work=work, data=data, min_new_reviews=0 if watch else min_new_reviews,
                 dry_run=dry_run, canary_share=canary_share, trigger=trigger, report=console.print,
+                thresholds=load_thresholds(gate_config) if gate_config else DEFAULT_THRESHOLDS,
             )  # fmt: skip
             return result.outcome
 

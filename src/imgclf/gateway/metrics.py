@@ -82,6 +82,11 @@ class GatewayMetrics:
             "Validation + model + decision time of a predict request, by the version that answered and its role.",
             ["model", "version", "role"], buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
+        self.backend_errors = Counter(
+            "imgclf_gateway_backend_errors",
+            "Predict requests the model failed (not refused input), by the version routed to and its role.",
+            ["model", "version", "role"], registry=r,
+        )  # fmt: skip
         self.agreement = Counter(
             "imgclf_gateway_agreement",
             "Canary and shadow predictions by whether their label agreed with stable's (canary) or with the"

@@ -35,6 +35,12 @@ OOD_SCORE = (
     "5 % of images like the reference score above 1. Above 1: out of distribution. Null: the version's export "
     "has no calibrated reference profile."
 )
+ReviewReason = Literal["uncertain", "out_of_distribution", "audit", "manual"]
+REVIEW_REASON = (
+    "Why it is in the review queue: uncertain (low confidence or a close second), out_of_distribution, "
+    "audit (a random sample of all traffic, IMGCLF_REVIEW_AUDIT_RATE), manual (reviewed without being "
+    "queued); null: not queued."
+)
 OUT_OF_DISTRIBUTION = "ood_score above the gateway's limit (IMGCLF_OOD_SCORE_LIMIT); null without a score."
 
 
@@ -65,7 +71,10 @@ class PredictedImage(BaseModel):
     confidence: float = Field(description="Score of the chosen label.")
     scores: dict[str, float] = Field(description="Every class's score.")
     threshold: float | None = Field(description="Binary decision threshold applied (None: highest score wins).")
-    needs_review: bool = Field(description="Low confidence, a close second class, or out of distribution.")
+    needs_review: bool = Field(
+        description="Low confidence, a close second class, out of distribution, or drawn for audit."
+    )
+    review_reason: ReviewReason | None = Field(description=REVIEW_REASON)
     ood_score: float | None = Field(description=OOD_SCORE)
     out_of_distribution: bool | None = Field(description=OUT_OF_DISTRIBUTION)
     model_name: str
@@ -91,6 +100,7 @@ class PredictResponse(BaseModel):
                 scores=p.scores,
                 threshold=p.threshold,
                 needs_review=p.needs_review,
+                review_reason=p.review_reason,  # type: ignore[arg-type]
                 ood_score=p.ood_score,
                 out_of_distribution=p.out_of_distribution,
                 model_name=name,
@@ -126,6 +136,7 @@ class PredictionRecord(BaseModel):
     scores: dict[str, float]
     threshold: float | None
     needs_review: bool
+    review_reason: ReviewReason | None = Field(None, description=REVIEW_REASON)
     ood_score: float | None = Field(None, description=OOD_SCORE)
     out_of_distribution: bool | None = Field(None, description=OUT_OF_DISTRIBUTION)
     latency_ms: float
@@ -157,6 +168,7 @@ class PredictionRecord(BaseModel):
             scores=p.scores,
             threshold=p.threshold,
             needs_review=p.needs_review,
+            review_reason=p.review_reason,  # type: ignore[arg-type]
             ood_score=p.ood_score,
             out_of_distribution=p.out_of_distribution,
             latency_ms=p.latency_ms,

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import threading
 import time
@@ -58,6 +59,7 @@ class ReviewPolicy:
     margin: float
     ood_score_limit: float | None = None
     review_out_of_distribution: bool = False
+    audit_rate: float = 0.0  # share of all predictions queued at random (IMGCLF_REVIEW_AUDIT_RATE)
 
     @classmethod
     def from_settings(cls, settings: GatewaySettings | None = None) -> ReviewPolicy:
@@ -67,7 +69,29 @@ class ReviewPolicy:
             settings.review_margin,
             settings.ood_score_limit,
             settings.review_out_of_distribution,
+            settings.review_audit_rate,
         )
+
+    def audited(self, prediction_id: str) -> bool:
+        """Whether a prediction is drawn for audit: by a hash of its id, so every replica agrees and
+        the draw is independent of the image and of the model's confidence."""
+        draw = int(hashlib.sha256(b"audit:" + prediction_id.encode()).hexdigest()[:13], 16) / 16**13
+        return draw < self.audit_rate
+
+    def review_reason(
+        self, prediction_id: str, scores: np.ndarray, confidence: float, out_of_distribution: bool | None = None
+    ) -> str | None:
+        """Why a prediction enters the review queue (``audit``, ``uncertain``, ``out_of_distribution``), or None.
+        An audit draw wins: the audit sample must not depend on confidence."""
+        if self.audited(prediction_id):
+            return "audit"
+        top = np.sort(scores)[::-1]
+        margin = float(top[0] - top[1]) if len(top) > 1 else 1.0
+        if confidence < self.confidence_threshold or margin < self.margin:
+            return "uncertain"
+        if out_of_distribution and self.review_out_of_distribution:
+            return "out_of_distribution"
+        return None
 
     def out_of_distribution(self, ood_score: float | None) -> bool | None:
         """Whether a score is beyond the limit; None without a score."""
@@ -76,10 +100,8 @@ class ReviewPolicy:
         return ood_score > self.ood_score_limit
 
     def needs_review(self, scores: np.ndarray, confidence: float, out_of_distribution: bool | None = None) -> bool:
-        top = np.sort(scores)[::-1]
-        margin = float(top[0] - top[1]) if len(top) > 1 else 1.0
-        unfamiliar = bool(out_of_distribution) and self.review_out_of_distribution
-        return confidence < self.confidence_threshold or margin < self.margin or unfamiliar
+        """Uncertain or out of distribution (the audit draw aside: see ``review_reason``)."""
+        return self.review_reason("", scores, confidence, out_of_distribution) not in (None, "audit")
 
 
 @dataclass(frozen=True)
@@ -95,6 +117,7 @@ class ImagePrediction:
     statistics: dict[str, float] | None = None  # input statistics, for drift monitoring (None: not measured)
     ood_score: float | None = None  # imgclf.monitoring.ood: > 1 lies beyond the reference (None: no calibrated profile)
     out_of_distribution: bool | None = None  # ood_score above the policy's limit
+    review_reason: str | None = None  # why it needs review: audit, uncertain, out_of_distribution
 
 
 @dataclass(frozen=True)
@@ -285,6 +308,8 @@ class PredictionService:
             refusal = self._undecodable(images, uploads, version, label, error)
             if refusal is not None:
                 raise refusal from None
+            if self.metrics is not None and version is not None:  # a model failure (the judge compares these)
+                self.metrics.backend_errors.labels(self.backend.model_name, str(version), role).inc()
             raise
         latency_ms = (time.perf_counter() - started) * 1000
         stored = self._record(
@@ -326,14 +351,17 @@ class PredictionService:
         ):
             confidence = float(scores[int(class_id)])
             unfamiliar = self.policy.out_of_distribution(ood_score)
+            prediction_id = new_id()
+            reason = self.policy.review_reason(prediction_id, scores, confidence, unfamiliar)
             predictions.append(
                 ImagePrediction(
-                    id=new_id(),
+                    id=prediction_id,
                     label=card.classes[int(class_id)],
                     confidence=confidence,
                     scores={name: float(s) for name, s in zip(card.classes, scores, strict=True)},
                     threshold=card.threshold,
-                    needs_review=self.policy.needs_review(scores, confidence, unfamiliar),
+                    needs_review=reason is not None,
+                    review_reason=reason,
                     image=upload,
                     embedding=embedding,
                     statistics=_statistics(upload, stats),
@@ -365,7 +393,7 @@ class PredictionService:
         answer, predictions = self._classify(uploads, version, None, background=True)
         latency_ms = (time.perf_counter() - started) * 1000
         # Shadow rows never enter the review queue: reviewers label what clients were answered.
-        predictions = [dataclasses.replace(p, needs_review=False) for p in predictions]
+        predictions = [dataclasses.replace(p, needs_review=False, review_reason=None) for p in predictions]
         self._record(predictions, answer.model_name, answer.model_version, api_key_id, request_id, latency_ms, "shadow")
         if self.metrics is not None:
             self._count_agreement(answer, predictions, primary, "shadow")
@@ -429,6 +457,7 @@ class PredictionService:
                 "embedding": p.embedding,
                 "ood_score": p.ood_score,
                 "out_of_distribution": p.out_of_distribution,
+                "review_reason": p.review_reason,
                 "role": role,
             }
             for p in predictions

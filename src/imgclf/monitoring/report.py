@@ -46,12 +46,18 @@ def report_lines(report: DriftReport) -> list[str]:
     return lines
 
 
+def format_interval(interval: tuple[float, float] | None) -> str:
+    """`` [0.812, 0.903]`` (a 95 % interval), or nothing."""
+    return "" if interval is None else f" [{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
 def quality_line(q: QualitySummary) -> str:
     return (
         f"quality: mean confidence {format_value(q.mean_confidence, 3)}, needs review "
         f"{format_value(q.needs_review_rate, 3)}, estimated accuracy {format_value(q.estimated_accuracy, 3)} "
         f"(reference {format_value(q.reference_accuracy, 3)}), reviewed {q.reviewed}, realized accuracy "
-        f"{format_value(q.realized_accuracy, 3)}"
+        f"{format_value(q.realized_accuracy, 3)} (uncertain-biased), audited {q.audited}, audited accuracy "
+        f"{format_value(q.audited_accuracy, 3)}{format_interval(q.audited_interval)}"
     )
 
 

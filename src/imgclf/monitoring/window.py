@@ -41,6 +41,7 @@ class Window:
     embeddings: np.ndarray  # float [m, k] (m ≤ n: rows recorded without an embedding are left out)
     needs_review: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     reviewed_correct: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # one per reviewed row
+    audited_correct: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # one per reviewed audit row
     started_at: datetime | None = None
     ended_at: datetime | None = None
 
@@ -60,6 +61,7 @@ class Window:
         """
         index = {name: i for i, name in enumerate(classes)}
         class_ids, confidence, needs_review, correct, formats, embeddings = [], [], [], [], [], []
+        audited: list[bool] = []
         stats: dict[str, list[float]] = {name: [] for name in STATISTICS}
         times = []
         for row in records:
@@ -71,6 +73,8 @@ class Window:
             needs_review.append(bool(row.get("needs_review", False)))
             if row.get("review_label") is not None:
                 correct.append(row["review_label"] == row["label"])
+                if row.get("review_reason") == "audit":
+                    audited.append(row["review_label"] == row["label"])
             if row.get("created_at") is not None:
                 times.append(row["created_at"])
             formats.append(str(row.get("image_format") or "unknown"))
@@ -90,6 +94,7 @@ class Window:
             embeddings=np.array(embeddings, dtype=np.float64).reshape(len(embeddings), width),
             needs_review=np.array(needs_review, dtype=bool),
             reviewed_correct=np.array(correct, dtype=bool),
+            audited_correct=np.array(audited, dtype=bool),
             started_at=min(times) if times else None,
             ended_at=max(times) if times else None,
         )

@@ -135,7 +135,7 @@ def read_counters(metrics_text: str, name: str, arms: list[Arm]) -> None:
             elif sample.name == "imgclf_gateway_backend_errors_total":
                 arm.errors += sample.value
             elif sample.name == "imgclf_gateway_agreement_total" and labels.get("role") == "canary":
-                if labels.get("agree") == "true":
+                if labels.get("agree") == "yes":
                     arm.agree += sample.value
                 else:
                     arm.disagree += sample.value

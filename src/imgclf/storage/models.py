@@ -75,6 +75,8 @@ class Prediction(Base):
     # and whether it passed the gateway's limit; None: the export has no calibrated profile.
     ood_score: Mapped[float | None] = mapped_column(Float, nullable=True)
     out_of_distribution: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    # Why it entered the review queue: uncertain, out_of_distribution, audit (random sample), manual.
+    review_reason: Mapped[str | None] = mapped_column(String(24), nullable=True, index=True)
     review_label: Mapped[str | None] = mapped_column(String(200), nullable=True)
     reviewer: Mapped[str | None] = mapped_column(String(200), nullable=True)
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -36,6 +36,7 @@ QUALITY_COLUMNS = (
     Prediction.confidence,
     Prediction.needs_review,
     Prediction.review_label,
+    Prediction.review_reason,
 )
 
 

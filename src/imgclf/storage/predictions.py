@@ -49,6 +49,7 @@ class PredictionFilter:
     min_confidence: float | None = None
     max_confidence: float | None = None
     review_status: ReviewStatus | None = None
+    review_reason: str | None = None  # why it was queued: uncertain, out_of_distribution, audit, manual
     api_key_id: str | None = None  # restricts to one key's predictions
 
     def conditions(self) -> list[Any]:
@@ -63,6 +64,7 @@ class PredictionFilter:
             (p.model_name, self.model_name),
             (p.model_version, self.model_version),
             (p.api_key_id, self.api_key_id),
+            (p.review_reason, self.review_reason),
         ):
             if value is not None:
                 conditions.append(column == value)
@@ -187,10 +189,15 @@ def list_predictions(engine: Engine, filters: PredictionFilter, limit: int = 50,
 
 
 def review_queue(
-    engine: Engine, status: Literal["pending", "reviewed"] = "pending", limit: int = 50, cursor: str | None = None
+    engine: Engine,
+    status: Literal["pending", "reviewed"] = "pending",
+    limit: int = 50,
+    cursor: str | None = None,
+    reason: str | None = None,
 ) -> Page:
-    """Pending: least confident first (where a person helps most). Reviewed: most recent first."""
-    conditions = PredictionFilter(review_status=status).conditions()
+    """Pending: least confident first (where a person helps most). Reviewed: most recent first.
+    ``reason`` keeps one kind of item (``audit``: the random sample, to review first)."""
+    conditions = PredictionFilter(review_status=status, review_reason=reason).conditions()
     if status == "pending":
         return _page(engine, conditions, (Prediction.confidence, Prediction.id), False, limit, cursor)
     return _page(engine, conditions, (Prediction.reviewed_at, Prediction.id), True, limit, cursor)
@@ -205,6 +212,8 @@ def record_review(engine: Engine, prediction_id: str, label: str, reviewer: str)
         prediction.review_label = label
         prediction.reviewer = reviewer
         prediction.reviewed_at = utcnow()
+        if prediction.review_reason is None:
+            prediction.review_reason = "manual"  # reviewed without being queued
         return prediction
 
 

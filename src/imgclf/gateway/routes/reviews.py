@@ -15,7 +15,14 @@ from imgclf.gateway.dependencies import get_gateway, require_scope
 from imgclf.gateway.json_body import AnyContentTypeJsonRoute
 from imgclf.gateway.routes.predictions import Cursor, PageSize, PredictionId
 from imgclf.gateway.runtime import Gateway
-from imgclf.gateway.schemas import DATABASE_DOWN, PredictionPage, PredictionRecord, ReviewRequest, error_responses
+from imgclf.gateway.schemas import (
+    DATABASE_DOWN,
+    PredictionPage,
+    PredictionRecord,
+    ReviewReason,
+    ReviewRequest,
+    error_responses,
+)
 from imgclf.storage.predictions import record_review, review_queue
 
 router = APIRouter(prefix="/v1", tags=["reviews"], route_class=AnyContentTypeJsonRoute)
@@ -32,10 +39,15 @@ def queue(
     status: Literal["pending", "reviewed"] = "pending",
     limit: PageSize = 50,
     cursor: Cursor = None,
+    reason: ReviewReason | None = None,
 ) -> PredictionPage:
-    """Pending: predictions that need review, least confident first. Reviewed: latest reviews first."""
+    """Pending: predictions that need review, least confident first. Reviewed: latest reviews first.
+
+    `reason` keeps one kind: `audit` (a random sample of all traffic: review these first, they measure
+    accuracy without bias), `uncertain`, `out_of_distribution` or `manual`.
+    """
     gateway.require_database()
-    page = review_queue(gateway.engine, status, limit, cursor)
+    page = review_queue(gateway.engine, status, limit, cursor, reason)
     return PredictionPage(items=[PredictionRecord.of(p) for p in page.items], next_cursor=page.next_cursor)
 
 
