@@ -5,9 +5,12 @@ promotes it; no request fails. Then a run on deliberately wrong reviews is refus
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
+from imgclf.gateway.api_keys import create_key
+from imgclf.gateway.routing import bucket
 from imgclf.registry.store import Registry
 from imgclf.retraining.judge import JudgePolicy, apply, judge
 from imgclf.storage.database import connect
@@ -64,7 +67,7 @@ def test_reviewed_traffic_retrains_a_better_canary_that_the_judge_promotes(
     rows += [[str(p), label, "val"] for p, label in _files(cats_dogs_dir, "validation", 0, 10)]
     config = tiny_config(
         write_csv(tmp_path / "v1.csv", rows), tmp_path / "v1", model="mobilenet_v2", alpha=0.35,
-        weights=str(mobilenet_v2_weights), image_size=96, epochs=2, fine_tune_epochs=0,
+        weights=str(mobilenet_v2_weights), image_size=128, epochs=8, fine_tune_epochs=0,
     )  # fmt: skip
     run = train(config, report=lambda _: None)
     registry_dir = tmp_path / "registry"
@@ -100,8 +103,21 @@ def test_reviewed_traffic_retrains_a_better_canary_that_the_judge_promotes(
         gate = json.loads((registry.version_dir("cats_dogs", 2) / "assets.extra" / "gate_result.json").read_text())
         assert gate["candidate_metrics"]["accuracy"] > gate["baseline_metrics"]["accuracy"], gate
 
+        deadline = time.monotonic() + 120  # the gateway loads the canary, then routes to it
+        while not running.gateway.backend.is_available(2):
+            assert time.monotonic() < deadline, "the canary never became available"
+            time.sleep(0.2)
+        # Routing is sticky per key: one client whose key the canary takes, one that stays on stable.
+        keys = [create_key(running.gateway.engine, f"client {i}", "predict") for i in range(40)]
+        on_canary = next(k.secret for k in keys if bucket(k.info.id, 2) < 0.5)
+        on_stable = next(k.secret for k in keys if bucket(k.info.id, 2) >= 0.5)
         more = _files(cats_dogs_dir, "train", 300, 40)
-        _traffic(running.client, key, more, truth, failures)
+        _traffic(running.client, on_canary, more[::2], truth, failures)
+        _traffic(running.client, on_stable, more[1::2], truth, failures)
+        deadline = time.monotonic() + 120  # canary answers are compared with stable in the background
+        while running.metric("imgclf_gateway_agreement_total", version="2", role="canary") < 40:
+            assert time.monotonic() < deadline, "canary comparisons did not run"
+            time.sleep(0.2)
         verdict = judge(registry, "cats_dogs", connect(database_url), running.client.get("/metrics").text,
                         JudgePolicy(min_predictions=20, min_comparisons=10))  # fmt: skip
         assert verdict.outcome == "promote", [c.message for c in verdict.checks]

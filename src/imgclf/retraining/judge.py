@@ -7,7 +7,10 @@ Every check compares the canary with stable:
 
 * error rate: at most stable's + ``max_error_rate_increase``;
 * p99 latency: at most stable's × ``max_p99_ratio`` (+ 5 ms of slack for tiny latencies);
-* agreement with stable: at least ``min_agreement`` (canary comparisons must be on);
+* agreement with stable: at least ``min_agreement``; by default what the gate's accuracies imply
+  (two classifiers right with probabilities a and b agree on at least a + b − 1 of the images)
+  less 0.1, so a canary that is better than a weak stable may disagree with it, but one that
+  behaves unlike its evaluation does not pass (canary comparisons must be on);
 * needs-review rate: at most stable's + ``max_needs_review_increase``;
 * mean confidence: at least stable's − ``max_confidence_drop``;
 * audited accuracy (audit reviews only, unbiased): when both arms have ``min_audits``, the canary
@@ -25,13 +28,15 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine, select
 
+from imgclf.contract import GATE_RESULT_FILE
 from imgclf.monitoring.intervals import wilson_interval
 from imgclf.registry.store import STABLE, Registry
 from imgclf.storage.database import session_scope
@@ -43,7 +48,7 @@ class JudgePolicy:
     min_predictions: int = 200
     max_error_rate_increase: float = 0.01
     max_p99_ratio: float = 1.5
-    min_agreement: float = 0.8
+    min_agreement: float | None = None  # None: from the gate's accuracies (see the module docstring)
     min_comparisons: int = 50
     max_needs_review_increase: float = 0.1
     max_confidence_drop: float = 0.05
@@ -155,6 +160,8 @@ def judge(
         _measure(engine, name, arm, since)
     if metrics_text is not None:
         read_counters(metrics_text, name, [canary, stable])
+    if policy.min_agreement is None:
+        policy = replace(policy, min_agreement=expected_agreement(registry, name, canary.version))
     checks = _checks(canary, stable, policy, metrics_text is not None)
     enough = canary.predictions >= policy.min_predictions
     if any(c.status == "fail" for c in checks) and enough:
@@ -164,6 +171,18 @@ def judge(
     else:
         outcome = "wait"
     return Verdict(name, outcome, canary, stable, checks)
+
+
+def expected_agreement(registry: Registry, name: str, version: int, slack: float = 0.1) -> float:
+    """The least agreement with stable the gate's accuracies allow (a + b − 1), less ``slack``; 0.5
+    without a gate result."""
+    try:
+        result = json.loads((registry.version_dir(name, version) / GATE_RESULT_FILE).read_text(encoding="utf-8"))
+        a = float(result["candidate_metrics"]["accuracy"])
+        b = float(result["baseline_metrics"]["accuracy"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.5
+    return max(0.0, a + b - 1 - slack)
 
 
 def _checks(canary: Arm, stable: Arm, p: JudgePolicy, counted: bool) -> list[Check]:
