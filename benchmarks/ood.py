@@ -37,7 +37,9 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO))
 
+from benchmarks.drift import split_reference  # noqa: E402
 from imgclf.contract import (  # noqa: E402
     FEATURES_SIGNATURE,
     OUTPUT_CLASS_IDS,
@@ -55,19 +57,6 @@ from imgclf.monitoring.window import compact_embedding  # noqa: E402
 
 WEIGHTS = REPO.parent / "shared/weights/mobilenet_v2_0.35_224_no_top.weights.h5"
 CONFIDENCE, MARGIN = 0.7, 0.2  # the gateway's default review policy
-
-
-def split_validation(data: str, seed: int) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
-    """Per class, half of the validation split for the reference, half held back."""
-    dataset = load_dataset(data).subset("val")
-    rng = np.random.default_rng(seed)
-    reference, held_back = [], []
-    for label in dataset.classes:
-        paths = sorted(s.path for s in dataset.samples if s.label == label)
-        order = rng.permutation(len(paths))
-        reference += [(paths[i], label) for i in order[: len(paths) // 2]]
-        held_back += [(paths[i], label) for i in order[len(paths) // 2 :]]
-    return reference, held_back
 
 
 def write_manifest(rows: list[tuple[Path, str, str]], path: Path) -> Path:
@@ -150,7 +139,7 @@ def main() -> None:
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    reference, held_back = split_validation(args.data, args.seed)
+    reference, held_back = split_reference(args.data, args.seed)
     if args.run:
         run, reference_data = Path(args.run), str(write_manifest(
             [(p, label, "val") for p, label in reference], work / "reference.csv"))  # fmt: skip
