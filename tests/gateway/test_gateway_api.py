@@ -40,7 +40,10 @@ def test_predict_answers_match_the_export_and_are_logged(cats_dogs_registry, pho
             assert answer["confidence"] == answer["scores"][answer["label"]]
             assert answer["image"]["format"] == "JPEG" and answer["image"]["bytes"] == len(data)
             margin = abs(answer["scores"]["cats"] - answer["scores"]["dogs"])
-            assert answer["needs_review"] == (answer["confidence"] < 0.7 or margin < 0.2)
+            uncertain = answer["confidence"] < 0.7 or margin < 0.2
+            reason = answer["review_reason"]
+            assert answer["needs_review"] == (uncertain or reason in ("audit", "out_of_distribution"))
+            assert reason == ("uncertain" if uncertain and reason != "audit" else reason)
 
         # The same images as JSON base64 (standard and URL-safe alphabets) give the same answers
         # (to float rounding: a batch of another size may sum in another order).

@@ -107,7 +107,7 @@ FAMILIAR_AND_FAR = np.stack([CENTRES[1], CENTRES[1] + 12.0])  # a class centre; 
 
 def test_scores_are_answered_logged_and_far_embeddings_need_review(parts):
     tmp_path, engine = parts
-    policy = ReviewPolicy.from_settings(GatewaySettings(_env_file=None))
+    policy = ReviewPolicy.from_settings(GatewaySettings(_env_file=None, review_audit_rate=0))
     assert (policy.ood_score_limit, policy.review_out_of_distribution) == (1.0, True)
     outcome = service(tmp_path, engine, FAMILIAR_AND_FAR, policy).predict(images(2), None, "r1")
     familiar, far = outcome.predictions
@@ -134,7 +134,7 @@ def test_scores_are_answered_logged_and_far_embeddings_need_review(parts):
 
 def test_the_limit_and_the_review_switch_come_from_the_settings(parts):
     def policy(**settings) -> ReviewPolicy:  # type: ignore[no-untyped-def]
-        return ReviewPolicy.from_settings(GatewaySettings(_env_file=None, **settings))
+        return ReviewPolicy.from_settings(GatewaySettings(_env_file=None, review_audit_rate=0, **settings))
 
     quiet = predict(parts, policy(review_out_of_distribution=False))
     assert [p.out_of_distribution for p in quiet] == [False, True]
@@ -146,7 +146,7 @@ def test_the_limit_and_the_review_switch_come_from_the_settings(parts):
 
 def test_versions_without_a_calibrated_profile_answer_without_a_score(parts):
     tmp_path, engine = parts
-    policy = ReviewPolicy.from_settings(GatewaySettings(_env_file=None))
+    policy = ReviewPolicy.from_settings(GatewaySettings(_env_file=None, review_audit_rate=0))
     path = tmp_path / "registry" / "pets" / "7" / REFERENCE_PROFILE_FILE
     data = json.loads(path.read_text())
     del data["ood"]  # a profile written before the calibration existed

@@ -34,10 +34,12 @@ def data_check(
     ] = None,
 ) -> None:
     """Report corrupt files, wrong extensions, duplicates, leakage, imbalance and odd images."""
-    from imgclf.data.checks import check_dataset
     from imgclf.data.sources import load_dataset
 
-    report = check_dataset(load_dataset(path), min_side=min_side)
+    dataset = load_dataset(path)  # a wrong path answers before the image libraries load
+    from imgclf.data.checks import check_dataset
+
+    report = check_dataset(dataset, min_side=min_side)
     failures = report.failures(fail_on.split(",")) if fail_on else {}  # an unknown name fails before output
     if json_out == Path("-"):
         print(json.dumps(report.to_dict(), indent=2))
