@@ -59,6 +59,7 @@ def main() -> None:
     from tests.gateway.conftest import gateway_settings, running_gateway
     from tests.helpers import bearer
 
+    args.data = args.data.resolve()
     work = Path(tempfile.mkdtemp(prefix="retrain-loop-"))
     val_folder = "validation" if (args.data / "validation").is_dir() else "val"
     rows = [[str(p), label, "train"] for p, label in _files(args.data, "train", 0, args.train_per_class)]
