@@ -50,3 +50,21 @@ def test_invalid_images_never_reach_the_backend_and_backend_errors_pass_through(
     down = FakeBackend([[1, 0, 0]], ServingError("UNAVAILABLE", "model server down"))
     with pytest.raises(ServingError, match="model server down"):
         service(tmp_path, engine, down).predict([NamedImage("a.png", encode(random_pixels(), "PNG"))], None, "r3")
+
+
+def test_replay_leaves_spool_files_still_being_written_alone(parts):
+    """A spool file is written as ``.tmp-NAME.jsonl`` and renamed; pathlib's ``*`` matches dot files, so
+    replay used to claim half-written files, and the writer's rename then failed (a 500 during an outage)."""
+    from imgclf.gateway.prediction_log import PredictionLog
+
+    tmp_path, engine = parts
+    log = PredictionLog(engine, tmp_path / "spool")
+    (tmp_path / "spool").mkdir(exist_ok=True)
+    being_written = tmp_path / "spool" / ".tmp-0123.jsonl"
+    being_written.write_text('{"id": "half-writ')
+    claimed_elsewhere = tmp_path / "spool" / ".claimed-99-0456.jsonl"
+    claimed_elsewhere.write_text("")
+    assert log.pending_files() == 0
+    assert log.replay() == 0
+    assert being_written.read_text() == '{"id": "half-writ' and claimed_elsewhere.exists()
+    log.stop()

@@ -148,13 +148,26 @@ class PredictionLog:
         os.replace(temporary, self.spool_dir / name)
         self._on_change(self.pending_files())
 
+    def _spool_files(self) -> list[Path]:
+        """Finished spool files, oldest first. Names starting with a dot are files being written
+        (``.tmp-``) or replayed (``.claimed-``) right now: pathlib's ``*`` matches them too."""
+        found = []
+        for path in self.spool_dir.glob(f"*{SPOOL_SUFFIX}"):
+            if path.name.startswith("."):
+                continue
+            try:
+                found.append((path.stat().st_mtime, path))
+            except FileNotFoundError:  # replayed by another worker meanwhile
+                continue
+        return [path for _, path in sorted(found)]
+
     def pending_files(self) -> int:
-        return sum(1 for _ in self.spool_dir.glob(f"*{SPOOL_SUFFIX}"))
+        return len(self._spool_files())
 
     def replay(self) -> int:
         """Write spooled rows to the database; returns how many rows were stored. Stops at the first failure."""
         stored = 0
-        for path in sorted(self.spool_dir.glob(f"*{SPOOL_SUFFIX}"), key=lambda p: p.stat().st_mtime):
+        for path in self._spool_files():
             claimed = path.with_name(f".claimed-{os.getpid()}-{path.name}")
             try:
                 os.rename(path, claimed)  # another worker may have claimed it first
