@@ -102,3 +102,16 @@ def test_openapi_descriptions_are_markdown(cats_dogs_registry, tmp_path):
         text = gw.client.get("/openapi.json").text
         assert "``" not in text
         assert "multipart `files`" in text  # the predict route's description, now in Markdown
+
+
+def test_every_schema_reference_in_the_openapi_document_resolves(cats_dogs_registry, tmp_path):
+    """`POST /v1/predict`'s JSON body pointed at a component schema nobody defined (Swagger showed an error)."""
+    import json as json_module
+
+    with running_gateway(gateway_settings(tmp_path, cats_dogs_registry, f"sqlite:///{tmp_path / 'db.sqlite'}")) as gw:
+        document = gw.client.get("/openapi.json").json()
+    text = json_module.dumps(document)
+    refs = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', text))
+    assert refs and refs <= set(document["components"]["schemas"]), refs - set(document["components"]["schemas"])
+    body = document["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["images"]

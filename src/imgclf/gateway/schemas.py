@@ -45,7 +45,7 @@ OUT_OF_DISTRIBUTION = "ood_score above the gateway's limit (IMGCLF_OOD_SCORE_LIM
 
 
 class PredictJsonBody(BaseModel):
-    """The JSON form of ``POST /v1/predict`` (multipart ``files`` is the other)."""
+    """The JSON form of `POST /v1/predict` (multipart `files` is the other)."""
 
     model_config = ConfigDict(extra="forbid")
 

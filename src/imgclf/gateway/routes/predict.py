@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from imgclf.gateway.dependencies import KEY_SECURITY, authorize
 from imgclf.gateway.errors import ApiError, request_id_of
 from imgclf.gateway.runtime import Gateway
-from imgclf.gateway.schemas import PredictResponse, error_responses
+from imgclf.gateway.schemas import PredictJsonBody, PredictResponse, error_responses
 from imgclf.gateway.uploads import read_images
 
 router = APIRouter(prefix="/v1", tags=["predict"])
@@ -29,7 +29,7 @@ _OPENAPI = {
                     "additionalProperties": False,
                 }
             },
-            "application/json": {"schema": {"$ref": "#/components/schemas/PredictJsonBody"}},
+            "application/json": {"schema": PredictJsonBody.model_json_schema()},  # inline: not a route parameter
         },
     },
 }
