@@ -94,15 +94,17 @@ class FakeBackend:
 
     model_name = "pets"
 
-    def __init__(self, scores: list[list[float]], error: ServingError | None = None) -> None:
+    def __init__(self, scores: list[list[float]], error: ServingError | None = None, embeddings=None) -> None:  # type: ignore[no-untyped-def]
         self.scores, self.error, self.calls = np.array(scores, np.float32), error, 0
+        self.embeddings = None if embeddings is None else np.asarray(embeddings, np.float32)
 
     def classify(self, images, version=None, label=None, background=False):  # type: ignore[no-untyped-def]
         self.calls += 1
         if self.error is not None:
             raise self.error
         rows = self.scores[: len(images)]
-        return BackendAnswer("pets", 7, rows, rows.argmax(axis=1).astype(np.int64))
+        found = None if self.embeddings is None else self.embeddings[: len(images)]
+        return BackendAnswer("pets", 7, rows, rows.argmax(axis=1).astype(np.int64), embeddings=found)
 
     def is_available(self, version: int) -> bool:
         return version == 7

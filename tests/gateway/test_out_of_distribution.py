@@ -14,7 +14,6 @@ from sqlalchemy import select
 
 from imgclf.config import GatewaySettings
 from imgclf.contract import REFERENCE_PROFILE_FILE
-from imgclf.gateway.backends import BackendAnswer
 from imgclf.gateway.prediction_log import PredictionLog
 from imgclf.gateway.schemas import PredictionRecord, PredictResponse
 from imgclf.gateway.service import ModelCards, NamedImage, PredictionService, ReviewPolicy
@@ -28,34 +27,11 @@ from imgclf.storage.models import Prediction
 from imgclf.storage.predictions import get_prediction
 from tests.conftest import encode, random_pixels
 from tests.gateway.conftest import gateway_settings, running_gateway
-from tests.helpers import bearer, upload
+from tests.helpers import FakeBackend, bearer, upload
 
 CLASSES = ["cat", "dog", "fox"]
 CENTRES = np.random.default_rng(0).normal(0, 3, (3, 32))
 SURE = [0.9, 0.05, 0.05]  # confident, wide margin: only the out-of-distribution flag can ask for review
-
-
-class EmbeddingBackend:
-    """Answers version 7 of ``pets`` with fixed confident scores and the embeddings it is given."""
-
-    model_name = "pets"
-
-    def __init__(self, embeddings: np.ndarray) -> None:
-        self.embeddings = np.asarray(embeddings, np.float32)
-
-    def classify(self, images, version=None, label=None, background=False):  # type: ignore[no-untyped-def]
-        n = len(images)
-        scores = np.tile(np.float32(SURE), (n, 1))
-        return BackendAnswer("pets", 7, scores, np.zeros(n, np.int64), embeddings=self.embeddings[:n])
-
-    def is_available(self, version: int) -> bool:
-        return version == 7
-
-    def ready(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass
 
 
 def reference_profile(n: int = 300) -> ReferenceProfile:
@@ -87,8 +63,8 @@ def parts(tmp_path):  # type: ignore[no-untyped-def]
 
 def service(tmp_path, engine, embeddings, policy: ReviewPolicy) -> PredictionService:  # type: ignore[no-untyped-def]
     return PredictionService(
-        EmbeddingBackend(embeddings), ModelCards(tmp_path / "registry"), ImageStore(tmp_path / "images"),
-        PredictionLog(engine, tmp_path / "spool"), UploadLimits.from_settings(), policy,
+        FakeBackend([SURE] * len(embeddings), embeddings=embeddings), ModelCards(tmp_path / "registry"),
+        ImageStore(tmp_path / "images"), PredictionLog(engine, tmp_path / "spool"), UploadLimits.from_settings(), policy,
     )  # fmt: skip
 
 

@@ -83,8 +83,9 @@ class ReviewPolicy:
     ) -> str | None:
         """Why a prediction enters the review queue (``audit``, ``uncertain``, ``out_of_distribution``), or None.
         An audit draw wins: the audit sample must not depend on confidence."""
-        if self.audited(prediction_id):
-            return "audit"
+        return "audit" if self.audited(prediction_id) else self._unsure(scores, confidence, out_of_distribution)
+
+    def _unsure(self, scores: np.ndarray, confidence: float, out_of_distribution: bool | None) -> str | None:
         top = np.sort(scores)[::-1]
         margin = float(top[0] - top[1]) if len(top) > 1 else 1.0
         if confidence < self.confidence_threshold or margin < self.margin:
@@ -101,7 +102,7 @@ class ReviewPolicy:
 
     def needs_review(self, scores: np.ndarray, confidence: float, out_of_distribution: bool | None = None) -> bool:
         """Uncertain or out of distribution (the audit draw aside: see ``review_reason``)."""
-        return self.review_reason("", scores, confidence, out_of_distribution) not in (None, "audit")
+        return self._unsure(scores, confidence, out_of_distribution) is not None
 
 
 @dataclass(frozen=True)
