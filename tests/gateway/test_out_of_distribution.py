@@ -64,7 +64,8 @@ def parts(tmp_path):  # type: ignore[no-untyped-def]
 def service(tmp_path, engine, embeddings, policy: ReviewPolicy) -> PredictionService:  # type: ignore[no-untyped-def]
     return PredictionService(
         FakeBackend([SURE] * len(embeddings), embeddings=embeddings), ModelCards(tmp_path / "registry"),
-        ImageStore(tmp_path / "images"), PredictionLog(engine, tmp_path / "spool"), UploadLimits.from_settings(), policy,
+        ImageStore(tmp_path / "images"), PredictionLog(engine, tmp_path / "spool"), UploadLimits.from_settings(),
+        policy,
     )  # fmt: skip
 
 
