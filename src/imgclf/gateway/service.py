@@ -100,10 +100,6 @@ class ReviewPolicy:
             return None
         return ood_score > self.ood_score_limit
 
-    def needs_review(self, scores: np.ndarray, confidence: float, out_of_distribution: bool | None = None) -> bool:
-        """Uncertain or out of distribution (the audit draw aside: see ``review_reason``)."""
-        return self._unsure(scores, confidence, out_of_distribution) is not None
-
 
 @dataclass(frozen=True)
 class ImagePrediction:

@@ -41,6 +41,7 @@ from imgclf.monitoring.intervals import wilson_interval
 from imgclf.registry.store import STABLE, Registry
 from imgclf.storage.database import session_scope
 from imgclf.storage.models import Prediction
+from imgclf.storage.predictions import as_utc
 
 
 @dataclass(frozen=True)
@@ -153,8 +154,7 @@ def judge(
     state = registry.state(name)
     if state.canary is None or state.stable is None:
         return Verdict(name, "no_canary")
-    since = datetime.fromisoformat(state.canary_since) if state.canary_since else datetime.fromtimestamp(0, UTC)
-    since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    since = as_utc(datetime.fromisoformat(state.canary_since)) if state.canary_since else datetime.fromtimestamp(0, UTC)
     canary, stable = Arm(state.canary), Arm(state.stable)
     for arm in (canary, stable):
         _measure(engine, name, arm, since)

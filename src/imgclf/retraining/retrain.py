@@ -29,6 +29,7 @@ from imgclf.registry.store import CANARY, Registry
 from imgclf.retraining.plan import RetrainPlan, build_plan
 from imgclf.retraining.reviewed import ReviewedImage
 from imgclf.run_dir import write_json
+from imgclf.storage.predictions import as_utc
 
 Reporter = Callable[[str], object]
 
@@ -48,13 +49,8 @@ def new_reviews(reviewed: list[ReviewedImage], since: str | None) -> int:
     """Reviews made after ``since`` (an ISO time, e.g. the stable version's creation)."""
     if since is None:
         return len(reviewed)
-    moment = datetime.fromisoformat(since)
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return sum(1 for r in reviewed if r.reviewed_at is not None and _utc(r.reviewed_at) > moment)
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = as_utc(datetime.fromisoformat(since))
+    return sum(1 for r in reviewed if r.reviewed_at is not None and as_utc(r.reviewed_at) > moment)
 
 
 def retrain(

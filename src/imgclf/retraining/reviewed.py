@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -49,7 +49,7 @@ def reviewed_images(
     audited: set[str] = set()
     for prediction in reviewed_predictions(engine, since):  # oldest review first: later ones win
         assert prediction.review_label is not None
-        reason = getattr(prediction, "review_reason", None)
+        reason = prediction.review_reason
         if reason == "audit":
             audited.add(prediction.image_sha256)
         latest[prediction.image_sha256] = ReviewedImage(
@@ -62,8 +62,7 @@ def reviewed_images(
             missing += 1
             continue
         # An image that was ever drawn for audit stays an audit item (its sample is what is unbiased).
-        kept.append(image if digest not in audited else ReviewedImage(image.path, image.label, digest, "audit",
-                                                                       image.reviewed_at))  # fmt: skip
+        kept.append(image if digest not in audited else replace(image, reason="audit"))
     return kept, missing
 
 
