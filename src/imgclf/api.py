@@ -92,15 +92,27 @@ def evaluate(
     return evaluate_run(_run_path(run), None if data is None else str(data), split, target_precision, target_recall)
 
 
-def export(run: RunLike, *, registry: str | Path, name: str | None = None, reference_data: str | None = None) -> Path:
+def export(
+    run: RunLike,
+    *,
+    registry: str | Path,
+    name: str | None = None,
+    reference_data: str | None = None,
+    tta: str = "none",
+) -> Path:
     """Export a trained run as the next version of ``name`` in ``registry``; return the version directory.
 
     The first version of a model becomes its stable version; later ones are candidates until promoted.
+    ``tta="flip"`` (or ``"flip+crops"``) makes every signature answer the mean class scores over
+    augmented views of each image (``imgclf.export.tta``): 2 (or 12) model runs per image.
     """
+    from imgclf.contract import check_tta
+
+    check_tta(tta)
     RunDir(_run_path(run)).require_trained()
     from imgclf.registry.publish import export_run
 
-    return export_run(_run_path(run), registry, name, reference_data)
+    return export_run(_run_path(run), registry, name, reference_data, tta)
 
 
 def load(path: str | Path) -> Model:

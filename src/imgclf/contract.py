@@ -25,6 +25,9 @@ these names from here.
 feature ``image/encoded``) → ``classes`` (string [N, classes], the labels) and ``scores`` (float32
 [N, classes]). Exports made before it existed lack it.
 
+An export made with ``--tta flip`` (or ``flip+crops``) answers the same signatures with the same
+names and shapes; its scores are the mean over augmented views of each image (model card: ``tta``).
+
 A version can be there but not whole: copied with ``cp -r`` or rsync while a server polls, or
 overwritten by hand. ``check_export`` compares a directory with its manifest; an export made before
 manifests existed (or by another tool) is checked by its structure: ``saved_model.pb`` must be a
@@ -47,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imgclf.errors import ExportError
+from imgclf.errors import ConfigError, ExportError
 
 # ------------------------------------------------------------------ signatures and tensors
 SERVING_SIGNATURE = "serving_default"  # encoded image bytes in (TF Serving's default signature)
@@ -72,6 +75,18 @@ CLASSIFY_OUTPUT_SCORES = "scores"
 EXAMPLE_IMAGE_FEATURE = "image/encoded"  # the encoded image's tf.Example key (TFRecord / Object Detection convention)
 PROJECTION_DIM = 32  # embedding_projection = pooled embedding · Gaussian matrix (seed below) / √32
 PROJECTION_SEED = 0
+# Test-time augmentation baked into every signature (``imgclf export --tta``; ``imgclf.export.tta``):
+# the model card's ``tta`` entry says which; exports made before it existed have none (no TTA).
+TTA_NONE = "none"
+TTA_MODES = (TTA_NONE, "flip", "flip+crops")
+
+
+def check_tta(mode: str, option: str = "tta") -> str:
+    """``mode`` if it is a test-time augmentation mode; else ``ConfigError`` naming ``option``."""
+    if mode not in TTA_MODES:
+        raise ConfigError(f"invalid {option} {mode!r}: choose one of {', '.join(TTA_MODES)}")
+    return mode
+
 
 # ------------------------------------------------------------------ files
 SAVED_MODEL_FILE = "saved_model.pb"

@@ -182,16 +182,27 @@ def export(
             help="Images for the drift reference profile (folder or CSV; default: the run's validation split)."
         ),
     ] = None,
+    tta: Annotated[
+        str,
+        typer.Option(
+            help="Test-time augmentation in every signature: none, flip (2 views: scores averaged with the "
+            "mirror image) or flip+crops (12 views: 5 crops and the image, each mirrored). Costs as many model runs."
+        ),
+    ] = "none",
 ) -> None:
     """Write a versioned SavedModel that takes encoded image bytes (TF Serving can load it).
 
     The first version of a model becomes stable; later versions are candidates until promoted.
     """
     from imgclf import api
+    from imgclf.contract import check_tta
     from imgclf.registry.store import Registry
 
-    path = api.export(run_dir, registry=registry, name=name, reference_data=reference_data)
+    check_tta(tta, "--tta")  # before TensorFlow loads
+    path = api.export(run_dir, registry=registry, name=name, reference_data=reference_data, tta=tta)
     console.print(f"Exported {path}", highlight=False)
+    if tta != "none":
+        console.print(f"Test-time augmentation {tta}: every signature averages the scores over its views.")
     model, version = path.parent.name, int(path.name)
     state = Registry(path.parent.parent).state(model)
     if state.stable == version:

@@ -35,7 +35,9 @@ from imgclf.contract import (
     PIXELS_SIGNATURE,
     PROJECTION_DIM,
     SERVING_SIGNATURE,
+    TTA_NONE,
 )
+from imgclf.export.tta import describe as describe_tta
 from imgclf.preprocessing import PreprocessingSpec
 from imgclf.run_dir import RunDir, read_json
 
@@ -60,6 +62,7 @@ def build_model_card(
     threshold: float | None,
     threshold_source: str,
     name: str,
+    tta: str = TTA_NONE,
 ) -> dict[str, Any]:
     summary = read_json(run.data_summary) if run.data_summary.is_file() else {}
     metrics_path = run.eval_dir / "metrics.json"
@@ -115,6 +118,7 @@ def build_model_card(
                 "inputs": {INPUT_PIXELS: f"float32 [N, {spec.image_size}, {spec.image_size}, 3] in [0, 255]"}
             },
         },
+        "tta": describe_tta(tta),
         "decision": {
             "rule": "threshold on positive class" if threshold is not None else "argmax",
             "threshold": threshold,

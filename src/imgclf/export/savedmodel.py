@@ -19,6 +19,9 @@
     Serving accepts it also with ``--enable_signature_method_name_check``. Classify answers every
     class's score; the binary threshold below applies only to ``class_ids`` and ``labels``.
 
+  With ``--tta flip`` or ``flip+crops`` every signature averages the class scores over augmented
+  views of each image (``imgclf.export.tta``); names and shapes stay the same.
+
   All run ``imgclf.preprocessing`` inside the graph (the same decode and resize for encoded
   images), so clients never preprocess. Binary models pick the positive (second) class when its
   score ≥ the threshold chosen by ``imgclf evaluate`` (0.5 if the run was never evaluated); other
@@ -71,12 +74,15 @@ from imgclf.contract import (
     REFERENCE_PROFILE_FILE,
     SAVED_MODEL_FILE,
     SERVING_SIGNATURE,
+    TTA_NONE,
     WARMUP_FILE,
+    check_tta,
 )
 from imgclf.errors import ExportError
 from imgclf.export.input_statistics import input_statistics
 from imgclf.export.model_card import build_model_card
 from imgclf.export.reference import build_reference_profile
+from imgclf.export.tta import first_view, make_views, mean_over_views, view_count
 from imgclf.export.warmup import write_warmup_requests
 from imgclf.modeling.architectures import EMBEDDING_LAYER_NAME, class_scores
 from imgclf.modeling.training import preprocessing_spec
@@ -104,20 +110,31 @@ def with_embedding(model: keras.Model) -> keras.Model:
 
 
 def build_archive(
-    model: keras.Model, classes: list[str], spec: PreprocessingSpec, threshold: float | None
+    model: keras.Model,
+    classes: list[str],
+    spec: PreprocessingSpec,
+    threshold: float | None,
+    tta: str = TTA_NONE,
 ) -> keras.export.ExportArchive:
     """The ExportArchive with the serving signatures, around an in-memory Keras model.
 
+    ``tta`` (``imgclf.export.tta``): every signature runs the model on the views of its resized
+    pixels and answers the mean of their class scores, decisions made on that mean, and view 0's
+    (the image's own) embedding; ``none`` builds the graph without views.
     ``classify``'s method name is set afterwards, on the written files (``set_classify_method``).
     """
     labels = tf.constant(classes)
     both = with_embedding(model)
     projection = tf.constant(projection_matrix(int(both.outputs[0].shape[-1])))
+    views = view_count(tta)
 
-    def outputs(embedding: tf.Tensor, raw: tf.Tensor) -> dict[str, tf.Tensor]:
-        scores = class_scores(raw)
+    def run_model(pixels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Resized pixels [N, S, S, 3] → (embedding [N, D] float32, scores [N, classes]) over the views."""
+        embedding, raw = both(normalize(make_views(pixels, tta), spec.normalization), training=False)
+        return first_view(tf.cast(embedding, tf.float32), views), mean_over_views(class_scores(raw), views)
+
+    def outputs(embedding: tf.Tensor, scores: tf.Tensor) -> dict[str, tf.Tensor]:
         class_ids = _decision(scores, threshold)
-        embedding = tf.cast(embedding, tf.float32)
         return {
             OUTPUT_SCORES: scores,
             OUTPUT_CLASS_IDS: class_ids,
@@ -127,9 +144,8 @@ def build_archive(
 
     def from_bytes(image_bytes: tf.Tensor, with_embedding: bool) -> dict[str, tf.Tensor]:
         pixels, sizes = decode_and_resize_batch(image_bytes, spec)
-        embedding, raw = both(normalize(pixels, spec.normalization), training=False)
-        embedding = tf.cast(embedding, tf.float32)  # outputs() casting it again is a no-op
-        answer = outputs(embedding, raw)
+        embedding, scores = run_model(pixels)
+        answer = outputs(embedding, scores)
         answer[OUTPUT_INPUT_STATISTICS] = input_statistics(pixels, sizes)
         if with_embedding:
             answer[OUTPUT_EMBEDDING] = embedding
@@ -142,13 +158,12 @@ def build_archive(
         return from_bytes(image_bytes, with_embedding=True)
 
     def serve_pixels(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
-        return outputs(*both(normalize(pixels, spec.normalization), training=False))
+        return outputs(*run_model(pixels))
 
     def serve_examples(inputs: tf.Tensor) -> dict[str, tf.Tensor]:
         features = tf.io.parse_example(inputs, {EXAMPLE_IMAGE_FEATURE: tf.io.FixedLenFeature([], tf.string)})
         pixels, _ = decode_and_resize_batch(features[EXAMPLE_IMAGE_FEATURE], spec)
-        _, raw = both(normalize(pixels, spec.normalization), training=False)
-        scores = class_scores(raw)
+        _, scores = run_model(pixels)
         return {CLASSIFY_OUTPUT_CLASSES: tf.broadcast_to(labels, tf.shape(scores)), CLASSIFY_OUTPUT_SCORES: scores}
 
     size = spec.image_size
@@ -234,14 +249,19 @@ def check_model_name(name: str) -> str:
     return name
 
 
-def write_export(run_dir: str | Path, out: Path, name: str, reference_data: str | None = None) -> dict[str, Any]:
+def write_export(
+    run_dir: str | Path, out: Path, name: str, reference_data: str | None = None, tta: str = TTA_NONE
+) -> dict[str, Any]:
     """Write a trained run's export into the new directory ``out``; return its model card.
 
     Everything but what names the version: the caller (``imgclf.registry.publish.export_run``)
     writes the card with its version and the manifest, then renames ``out`` into place.
     ``reference_data`` (a folder or CSV manifest; its ``val`` split if it has splits) replaces the
-    run's validation split as the images the reference profile is measured on.
+    run's validation split as the images the reference profile is measured on. ``tta`` (``none``,
+    ``flip`` or ``flip+crops``) bakes test-time augmentation into every signature
+    (``imgclf.export.tta``); the reference profile is measured with it, as production will be.
     """
+    check_tta(tta)
     run = RunDir(Path(run_dir).expanduser().resolve())
     run.require_trained()
     check_model_name(name)
@@ -252,12 +272,12 @@ def write_export(run_dir: str | Path, out: Path, name: str, reference_data: str 
     model = keras.models.load_model(run.best_checkpoint, compile=False)
     _check_classes(classes, model, run)
 
-    build_archive(model, classes, spec, threshold).write_out(str(out), verbose=False)
+    build_archive(model, classes, spec, threshold, tta).write_out(str(out), verbose=False)
     set_classify_method(out)
     (out / LABELS_FILE).parent.mkdir(exist_ok=True)
     (out / LABELS_FILE).write_text("\n".join(classes) + "\n", encoding="utf-8")
     write_warmup_requests(out / WARMUP_FILE, name, spec)
-    card = build_model_card(run, config, classes, spec, threshold, threshold_source, name)
+    card = build_model_card(run, config, classes, spec, threshold, threshold_source, name, tta)
     profile = build_reference_profile(out, run, classes, reference_data)
     profile.save(out)
     card["monitoring"] = {

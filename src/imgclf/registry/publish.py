@@ -17,20 +17,26 @@ import shutil
 import uuid
 from pathlib import Path
 
-from imgclf.contract import MODEL_CARD_FILE, write_manifest
+from imgclf.contract import MODEL_CARD_FILE, TTA_NONE, check_tta, write_manifest
 from imgclf.export.savedmodel import check_model_name, write_export
 from imgclf.registry.store import Registry
 from imgclf.run_dir import RunDir, write_json
 
 
 def export_run(
-    run_dir: str | Path, registry: str | Path, name: str | None = None, reference_data: str | None = None
+    run_dir: str | Path,
+    registry: str | Path,
+    name: str | None = None,
+    reference_data: str | None = None,
+    tta: str = TTA_NONE,
 ) -> Path:
     """Export a trained run into ``registry/name/<next version>``; return that directory.
 
     ``name`` defaults to the run directory's name; ``reference_data`` (folder or CSV) replaces the
-    run's validation split as the images the drift reference profile is measured on.
+    run's validation split as the images the drift reference profile is measured on; ``tta``
+    (``none``, ``flip``, ``flip+crops``) bakes test-time augmentation into the signatures.
     """
+    check_tta(tta)
     run = RunDir(Path(run_dir).expanduser().resolve())
     run.require_trained()  # before anything is created in the registry
     name = check_model_name(name or run.path.name)
@@ -38,7 +44,7 @@ def export_run(
     base.mkdir(parents=True, exist_ok=True)
     staging = base / f".export-{uuid.uuid4().hex[:12]}"
     try:
-        card = write_export(run.path, staging, name, reference_data)
+        card = write_export(run.path, staging, name, reference_data, tta)
 
         def finish(version: int) -> None:
             card["version"] = version
