@@ -53,27 +53,65 @@ def train(
     ``weights``, ``augmentation={"enabled": False}``...); ``config`` passes a whole ``TrainConfig``
     instead. Invalid options raise ``ConfigError`` naming the first one.
     """
+    if config is None:
+        config = _train_config(data, out, options)
+    _check_sources(config)
+    from imgclf.modeling.training import train as train_run  # TensorFlow: only once the arguments are known good
+
+    return train_run(config, resume=resume, report=report or (lambda _line: None))
+
+
+def tune(
+    data: str | Path | list[str | Path],
+    *,
+    out: str | Path,
+    budget_s: float = 1800,
+    max_trials: int | None = None,
+    resume: bool = False,
+    final: bool = True,
+    report: Callable[[str], object] | None = print,
+    **options: Any,
+) -> Any:
+    """Search the training recipe for ``data`` within ``budget_s`` seconds, then train the best one.
+
+    ``options`` are ``TrainConfig`` fields, as for ``train``; those given are fixed, the recipe's
+    others are searched (``imgclf.tuning``). Returns a ``TuneResult`` (best recipe, its config file,
+    the final run).
+
+    Example:
+
+    >>> result = imgclf.tune("data/flowers", out="tune/flowers", budget_s=1800, model="mobilenet_v2",
+    ...                      alpha=0.35, weights="mobilenet_v2_0.35_224_no_top.weights.h5")
+    """
+    config = _train_config(data, out, options)
+    _check_sources(config)
+    from imgclf.tuning.search import tune as run_search  # TensorFlow and Optuna: once the arguments are good
+
+    return run_search(config, budget_s, max_trials, resume, final, report or (lambda _line: None))
+
+
+def _train_config(data: str | Path | list[str | Path], out: str | Path, options: dict[str, Any]) -> Any:
+    """A ``TrainConfig`` from ``options``; ``ConfigError`` naming the first invalid one."""
     from pydantic import ValidationError
 
     from imgclf.config import TrainConfig
 
-    if config is None:
-        sources = [str(d) for d in data] if isinstance(data, list | tuple) else str(data)
-        try:
-            config = TrainConfig(data=sources, out=str(out), **options)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(str(part) for part in error["loc"])
-            raise ConfigError(f"invalid {where}: {error['msg']} (got {error.get('input')!r})") from None
+    sources = [str(d) for d in data] if isinstance(data, list | tuple) else str(data)
+    try:
+        return TrainConfig(data=sources, out=str(out), **options)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise ConfigError(f"invalid {where}: {error['msg']} (got {error.get('input')!r})") from None
+
+
+def _check_sources(config: Any) -> None:
+    """Paths a run reads must exist: one line naming the first that does not."""
     _check_paths(config.sources, "dataset path")
     if config.exclude is not None:
         _check_paths([config.exclude], "--exclude report")
     if config.weights.lower() not in ("imagenet", "none") and not Path(config.weights).expanduser().is_file():
         raise ConfigError(f"weights file not found: {config.weights}")
-
-    from imgclf.modeling.training import train as train_run  # TensorFlow: only once the arguments are known good
-
-    return train_run(config, resume=resume, report=report or (lambda _line: None))
 
 
 def evaluate(

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from imgclf.errors import ConfigError
+
 if TYPE_CHECKING:
     from imgclf.settings import GatewaySettings as GatewaySettings
 
@@ -51,16 +53,17 @@ class TrainConfig(BaseModel):
     model: ModelName = "mobilenet_v2"
     alpha: float | None = None
     weights: str = "imagenet"  # "imagenet", "none" or a path to a local no-top weights file
-    image_size: int | None = None
+    image_size: int | None = None  # None: chosen from the data (imgclf.modeling.defaults)
     resize_mode: Literal["stretch", "crop", "pad"] = "stretch"
-    epochs: int = Field(10, ge=1)
-    fine_tune_epochs: int | None = Field(None, ge=0)
+    epochs: int | None = Field(None, ge=1)  # head phase; None: chosen from the dataset's size
+    fine_tune_epochs: int | None = Field(None, ge=0)  # None: chosen from the dataset's size (0: no fine-tuning)
     fine_tune_fraction: float = Field(1.0, gt=0, le=1)  # 1: the whole backbone, as in Keras' transfer-learning guide
     batch_size: int = Field(32, ge=1)
     learning_rate: float | None = Field(None, gt=0)
     fine_tune_learning_rate: float | None = Field(None, gt=0)
     val_fraction: float = Field(0.2, gt=0, lt=1)
     class_weights: Literal["auto", "balanced", "none"] = "auto"
+    dropout: float = Field(0.2, ge=0, lt=1)  # before the scores layer
     label_smoothing: float = Field(0.0, ge=0, lt=1)  # targets (1 - s) for the class, s / k spread over all k
     early_stopping_patience: int = Field(4, ge=1)
     augmentation: AugmentationConfig = Field(default_factory=AugmentationConfig)
@@ -69,6 +72,8 @@ class TrainConfig(BaseModel):
     seed: int = 42
     exclude: str | None = None  # a `data check --json` report whose flagged files are left out
     init_from: str | None = None  # warm start: a checkpoint (.keras) of the same architecture and classes
+    keep_best: bool = False  # keep the linear probe when it beats the fine-tuned model on validation
+    chosen: dict[str, str] = Field(default_factory=dict)  # written by training: option -> why it was picked
 
     @property
     def sources(self) -> list[str]:
@@ -84,6 +89,19 @@ class TrainConfig(BaseModel):
     @classmethod
     def load(cls, path: Path) -> TrainConfig:
         return cls.model_validate_json(path.read_text(encoding="utf-8"))
+
+    @staticmethod
+    def read_options(path: Path) -> dict[str, Any]:
+        """The options of a config file (a run's ``config.json``, ``imgclf tune``'s ``best_config.json``)
+        to start a new run with: what training chose becomes given, and ``data``/``out`` may be absent."""
+        try:
+            options = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from None
+        if not isinstance(options, dict):
+            raise ConfigError(f"config file {path} does not hold a JSON object")
+        options.pop("chosen", None)
+        return options
 
 
 def __getattr__(name: str) -> Any:

@@ -13,7 +13,7 @@
       tensorboard/         TensorBoard logs
       weights/best.keras   the best checkpoint (lowest validation loss)
       backup/              Keras BackupAndRestore state while a phase runs
-      eval/                written by `imgclf evaluate`
+      eval/                written by `imgclf evaluate` (baseline.json: by training, the baseline guard)
       lineage.json         written by `imgclf retrain`: parent version, data counts, trigger
 """
 
@@ -79,6 +79,11 @@ class RunDir:
     @property
     def eval_dir(self) -> Path:
         return self.path / "eval"
+
+    @property
+    def baseline(self) -> Path:
+        """Written by training: the linear probe on frozen features against the fine-tuned model."""
+        return self.eval_dir / "baseline.json"
 
     def read_labels(self) -> list[str]:
         if not self.labels.is_file():

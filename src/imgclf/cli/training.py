@@ -31,12 +31,20 @@ _AUGMENTATION_OF = {"augment": "enabled", "flip": "flip", "rotation": "rotation"
 def train(
     ctx: typer.Context,
     data: Annotated[
-        list[Path],
+        list[Path] | None,
         typer.Argument(
             help="Dataset folder or CSV manifest; several are merged, later ones overriding labels of the same image."
         ),
-    ],
-    out: Annotated[Path, typer.Option("--out", help="Run directory to create (or resume).")],
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run directory to create (or resume).")] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Start from a config file (a run's config.json, or `imgclf tune`'s best_config.json); "
+            "options given here override it.",
+        ),
+    ] = None,
     model: Annotated[
         str, typer.Option(help="small_cnn, mobilenet_v2, mobilenet, efficientnet_b0 or resnet50.")
     ] = TRAIN["model"].default,
@@ -44,13 +52,16 @@ def train(
     weights: Annotated[
         str, typer.Option(help="imagenet (needs internet), none, or a local no-top weights file.")
     ] = TRAIN["weights"].default,
-    image_size: Annotated[int | None, typer.Option(help="Square input size in pixels (default per model).")] = None,
+    image_size: Annotated[
+        int | None, typer.Option(help="Square input size in pixels (default: chosen from the images' sizes).")
+    ] = None,
     resize: Annotated[str, typer.Option(help="stretch, crop or pad.")] = TRAIN["resize_mode"].default,
-    epochs: Annotated[int, typer.Option(help="Epochs (head phase for pretrained backbones).")] = TRAIN[
-        "epochs"
-    ].default,
+    epochs: Annotated[
+        int | None,
+        typer.Option(help="Epochs (head phase for pretrained backbones; default: chosen from the dataset's size)."),
+    ] = None,
     fine_tune_epochs: Annotated[
-        int | None, typer.Option(help="Fine-tuning epochs (default epochs/2; 0 to skip).")
+        int | None, typer.Option(help="Fine-tuning epochs (default: chosen from the dataset's size; 0 to skip).")
     ] = None,
     fine_tune_fraction: Annotated[
         float, typer.Option(help="Top fraction of backbone layers to fine-tune (1: all of it).")
@@ -64,6 +75,7 @@ def train(
     label_smoothing: Annotated[
         float, typer.Option(help="Soften the targets: 0.1 trains towards 0.9 for the class (0: off).")
     ] = TRAIN["label_smoothing"].default,
+    dropout: Annotated[float, typer.Option(help="Dropout before the scores layer.")] = TRAIN["dropout"].default,
     patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs.")] = TRAIN[
         "early_stopping_patience"
     ].default,
@@ -91,6 +103,12 @@ def train(
     exclude: Annotated[
         Path | None, typer.Option(help="A `data check --json` report: leave out the files it flags.")
     ] = None,
+    keep_best: Annotated[
+        bool,
+        typer.Option(
+            "--keep-best", help="Keep the linear probe on frozen features when it beats the fine-tuned model."
+        ),
+    ] = TRAIN["keep_best"].default,
     resume: Annotated[
         bool,
         typer.Option("--resume", help="Continue the interrupted run in --out (with its saved config)."),
@@ -107,23 +125,33 @@ def train(
     from imgclf.config import TrainConfig
     from imgclf.errors import ConfigError
 
-    options, augmentation = {}, {}
+    options: dict = TrainConfig.read_options(config_file) if config_file is not None else {}
+    augmentation: dict = {}
     for name, value in ctx.params.items():
         source = ctx.get_parameter_source(name)  # Typer's own copy of click's ParameterSource: compare by name
-        if name in ("data", "out", "resume") or source is None or source.name != "COMMANDLINE":
+        if name in ("data", "out", "resume", "config_file") or source is None or source.name != "COMMANDLINE":
             continue
         if name in _AUGMENTATION_OF:
             augmentation[_AUGMENTATION_OF[name]] = value
         else:
             options[_FIELD_OF.get(name, name)] = str(value) if isinstance(value, Path) else value
     if augmentation:
-        options["augmentation"] = augmentation
-    sources = [str(path) for path in data]
+        options["augmentation"] = {**options.get("augmentation", {}), **augmentation}
+    if data:
+        sources = [str(path) for path in data]
+        options["data"] = sources[0] if len(sources) == 1 else sources
+    if out is not None:
+        options["out"] = str(out)
+    for needed, how in (("data", "DATA"), ("out", "--out")):
+        if needed not in options:
+            raise ConfigError(
+                f"missing {how}: give it on the command line" + (" or in --config" if config_file else "")
+            )
     try:
-        config = TrainConfig(data=sources[0] if len(sources) == 1 else sources, out=str(out), **options)
+        config = TrainConfig(**options)
     except ValidationError as exc:
         raise ConfigError(_first_validation_error(exc)) from None
-    run = api.train(data, out=out, config=config, resume=resume, report=console.print)
+    run = api.train(config.sources, out=config.out, config=config, resume=resume, report=console.print)
     console.print(
         f"Next:\n  imgclf evaluate {run.path}\n  imgclf export {run.path} --registry REGISTRY", highlight=False
     )
@@ -161,6 +189,13 @@ def evaluate(
         if metrics.get(key) is not None
     )
     console.print(headline)
+    if "baseline" in metrics:
+        probe, tuned = metrics["baseline"]["linear_probe"], metrics["baseline"]["fine_tuned"]
+        kept = " (kept: --keep-best)" if metrics["baseline"]["kept"] == "linear_probe" else ""
+        console.print(
+            f"baseline: linear probe on frozen features {probe['accuracy']:.4f}, "
+            f"fine-tuned {tuned['accuracy']:.4f}{kept}"
+        )
     if "threshold" in metrics:
         t = metrics["threshold"]
         console.print(

@@ -62,6 +62,7 @@ class ImageInfo:
     has_alpha: bool = False
     dhash: int | None = None
     thumbnail: bytes | None = None  # THUMBNAIL_SIZE² grayscale pixels, row-major
+    grayscale: bool = False  # no colour: a one-channel mode, or colour channels that (nearly) agree
     error: str | None = None
 
     @property
@@ -81,6 +82,20 @@ def difference_hash(gray: Image.Image, hash_size: int = HASH_SIZE) -> int:
     pixels = np.asarray(small, dtype=np.int16)
     bits = (pixels[:, 1:] > pixels[:, :-1]).flatten()
     return int.from_bytes(np.packbits(bits).tobytes(), "big")
+
+
+GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "F"})
+GRAY_TOLERANCE = 8  # max difference between colour channels (0-255) still counted as gray (JPEG chroma noise)
+
+
+def is_grayscale(image: Image.Image) -> bool:
+    """Whether a loaded image has no colour: a one-channel mode, or RGB channels within
+    ``GRAY_TOLERANCE`` of each other on a small copy (gray photos saved as colour JPEGs)."""
+    if image.mode in GRAY_MODES:
+        return True
+    small = np.asarray(image.convert("RGB").resize((THUMBNAIL_SIZE, THUMBNAIL_SIZE)), dtype=np.int16)
+    spread = small.max(axis=-1) - small.min(axis=-1)
+    return bool(spread.max() <= GRAY_TOLERANCE)
 
 
 def inspect_bytes(path: Path, data: bytes) -> ImageInfo:
@@ -126,13 +141,14 @@ def inspect_bytes(path: Path, data: bytes) -> ImageInfo:
             dhash = difference_hash(gray)
             size = (THUMBNAIL_SIZE, THUMBNAIL_SIZE)
             thumbnail = gray.resize(size, Image.Resampling.BILINEAR).tobytes()
+            grayscale = is_grayscale(image)
     except OSError as exc:
         message = str(exc)
         status = "truncated" if "truncated" in message.lower() else "corrupt"
         return ImageInfo(status=status, error=message, **described)
     except Exception as exc:
         return ImageInfo(status="corrupt", error=str(exc) or type(exc).__name__, **described)
-    return ImageInfo(status="ok", dhash=dhash, thumbnail=thumbnail, **described)
+    return ImageInfo(status="ok", dhash=dhash, thumbnail=thumbnail, grayscale=grayscale, **described)
 
 
 def inspect_image(path: Path) -> ImageInfo:

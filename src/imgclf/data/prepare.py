@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from imgclf.data.duplicates import find_duplicates
 from imgclf.data.inspection import ImageInfo, inspect_images
 from imgclf.data.merge import merge_sources
@@ -39,6 +41,7 @@ class PreparedData:
     excluded: int = 0  # files left out by request (--exclude)
     held_out_test: int = 0  # rows of the test split, never trained or validated on
     duplicates: dict[str, int] = field(default_factory=dict)  # see duplicate_counts
+    image_stats: dict[str, float] = field(default_factory=dict)  # see image_statistics (training split)
 
     def split(self, name: str) -> list[Sample]:
         return [s for s in self.samples if s.split == name]
@@ -63,6 +66,7 @@ class PreparedData:
             "excluded": self.excluded,
             "held_out_test": self.held_out_test,
             "duplicates": self.duplicates,
+            "image_stats": self.image_stats,
         }
 
 
@@ -156,6 +160,7 @@ def prepare_training_data(
         excluded=left_out,
         held_out_test=held_out,
         duplicates=duplicate_counts(samples, infos),
+        image_stats=image_statistics([i for s, i in zip(samples, infos, strict=True) if s.split == "train"]),
     )
 
 
@@ -180,6 +185,22 @@ def _split_the_unsplit(
         for index, sample in zip(still, assigned, strict=True):
             samples[index] = sample
     return samples, infos, len(unsplit)
+
+
+def image_statistics(infos: Sequence[ImageInfo]) -> dict[str, float]:
+    """Median sizes and the grayscale share of ``infos`` (what the data-aware training defaults read)."""
+    if not infos:
+        return {}
+    widths = np.array([i.width or 0 for i in infos], dtype=np.float64)
+    heights = np.array([i.height or 0 for i in infos], dtype=np.float64)
+    return {
+        "images": len(infos),
+        "median_width": float(np.median(widths)),
+        "median_height": float(np.median(heights)),
+        "median_long_side": float(np.median(np.maximum(widths, heights))),
+        "median_short_side": float(np.median(np.minimum(widths, heights))),
+        "grayscale_share": float(np.mean([i.grayscale for i in infos])),
+    }
 
 
 def duplicate_counts(samples: list[Sample], infos: list[ImageInfo]) -> dict[str, int]:

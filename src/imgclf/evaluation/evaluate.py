@@ -33,7 +33,7 @@ from imgclf.evaluation.metrics import classification_metrics
 from imgclf.evaluation.thresholds import choose_threshold
 from imgclf.modeling.architectures import class_scores
 from imgclf.modeling.training import preprocessing_spec
-from imgclf.run_dir import RunDir, write_json
+from imgclf.run_dir import RunDir, read_json, write_json
 
 
 @dataclass
@@ -112,6 +112,8 @@ def evaluate_run(
         write_json(out / "threshold.json", result["threshold"])
     elif targeted and len(classes) != 2:
         raise DatasetError("--target-precision/--target-recall apply to binary models only")
+    if data is None and run.baseline.is_file():  # the same split the baseline guard scored
+        result["baseline"] = read_json(run.baseline)
     write_json(out / "metrics.json", result)
     _write_predictions(out / "predictions.csv", paths, y_true, scores, classes)
     matrix = np.array(result["confusion_matrix"])

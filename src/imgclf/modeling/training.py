@@ -18,7 +18,7 @@ from __future__ import annotations
 import shutil
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import keras
@@ -38,6 +38,8 @@ from imgclf.modeling.architectures import (
     unfreeze_top_layers,
     validate_model_options,
 )
+from imgclf.modeling.baseline import guard
+from imgclf.modeling.defaults import IMBALANCE_LIMIT, choose_defaults
 from imgclf.modeling.learning_curves import plot_learning_curves
 from imgclf.modeling.strategy import choose_strategy, describe
 from imgclf.preprocessing import PreprocessingSpec
@@ -47,29 +49,31 @@ Reporter = Callable[[str], None]
 
 
 def resolve_config(config: TrainConfig) -> TrainConfig:
-    """Fill model-dependent defaults and reject invalid combinations before any work is done."""
+    """Fill model-dependent defaults and reject invalid combinations before any work is done.
+
+    Options that depend on the data (image size, epochs) stay ``None`` here: ``choose_defaults``
+    picks them once the data is read.
+    """
     spec = backbone_spec(config.model)
     updates: dict[str, object] = {}
-    if config.image_size is None:
-        updates["image_size"] = spec.default_image_size
     if config.alpha is None and spec.default_alpha is not None:
         updates["alpha"] = spec.default_alpha
     if config.model == "small_cnn":
         updates["weights"] = "none"
     resolved = config.model_copy(update=updates)
-    validate_model_options(resolved.model, resolved.image_size or 0, resolved.alpha, resolved.weights)
+    size = resolved.image_size or spec.default_image_size
+    validate_model_options(resolved.model, size, resolved.alpha, resolved.weights)
     if resolved.learning_rate is None:
         resolved.learning_rate = 1e-3
-    if resolved.fine_tune_epochs is None:
-        resolved.fine_tune_epochs = max(1, resolved.epochs // 2) if resolved.pretrained else 0
     if resolved.fine_tune_learning_rate is None:
         resolved.fine_tune_learning_rate = resolved.learning_rate / 10
     if resolved.weights.lower() not in ("imagenet", "none"):
         resolved.weights = str(Path(resolved.weights).expanduser().resolve())
     sources = [str(Path(source).expanduser().resolve()) for source in resolved.sources]
     resolved.data = sources[0] if len(sources) == 1 else sources
-    if resolved.exclude is not None:
-        resolved.exclude = str(Path(resolved.exclude).expanduser().resolve())
+    for name in ("exclude", "init_from"):
+        if getattr(resolved, name) is not None:
+            setattr(resolved, name, str(Path(getattr(resolved, name)).expanduser().resolve()))
     return resolved
 
 
@@ -83,10 +87,10 @@ def preprocessing_spec(config: TrainConfig) -> PreprocessingSpec:
 
 
 def class_weights(prepared: PreparedData, mode: str) -> dict[int, float] | None:
-    """``balanced`` weights (n / (k * n_class)); ``auto`` uses them when imbalance exceeds 1.5."""
+    """``balanced`` weights (n / (k * n_class)); ``auto`` uses them when imbalance exceeds ``IMBALANCE_LIMIT``."""
     counts = Counter(s.label for s in prepared.split("train"))
     ratio = max(counts.values()) / min(counts.values())
-    if mode == "none" or (mode == "auto" and ratio <= 1.5):
+    if mode == "none" or (mode == "auto" and ratio <= IMBALANCE_LIMIT):
         return None
     total, k = sum(counts.values()), len(prepared.classes)
     return {i: total / (k * counts[name]) for i, name in enumerate(prepared.classes)}
@@ -217,11 +221,22 @@ def _prepared_from_run(run: RunDir, classes: list[str]) -> PreparedData:
         excluded=summary.get("excluded", 0),
         held_out_test=summary.get("held_out_test", 0),
         duplicates=summary.get("duplicates", {}),
+        image_stats=summary.get("image_stats", {}),
     )
 
 
-def train(config: TrainConfig, resume: bool = False, report: Reporter = print) -> RunDir:
-    """Train per ``config``; return the run directory. ``resume`` continues an interrupted run."""
+def train(
+    config: TrainConfig,
+    resume: bool = False,
+    report: Reporter = print,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    baseline: bool = True,
+) -> RunDir:
+    """Train per ``config``; return the run directory. ``resume`` continues an interrupted run.
+
+    ``callbacks`` are added to both phases (``imgclf tune`` reports each epoch to its pruner);
+    ``baseline=False`` skips the baseline guard (tune's trials).
+    """
     config, run = _start_run(config, resume, report)
     progress = run.read_progress() if resume else {}
     run.path.mkdir(parents=True, exist_ok=True)
@@ -233,22 +248,28 @@ def train(config: TrainConfig, resume: bool = False, report: Reporter = print) -
         exclude = load_flagged_files(config.exclude) if config.exclude else ()
         datasets = [load_dataset(source) for source in config.sources]
         prepared = prepare_training_data(datasets, config.val_fraction, config.seed, exclude)
+        config, _ = choose_defaults(config, prepared)
         config.save(run.config)
         run.labels.write_text("\n".join(prepared.classes) + "\n", encoding="utf-8")
         write_manifest(prepared.samples, run.manifest, absolute=True)
         write_json(run.data_summary, prepared.summary())
     for line in describe_data(prepared):
         report(line)
+    for option, why in config.chosen.items():
+        report(f"  {option.replace('_', ' ')}: {why}")
 
     keras.utils.set_random_seed(config.seed)
     previous_policy = keras.mixed_precision.global_policy()
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        _fit(config, run, prepared, progress, report)
+        _fit(config, run, prepared, progress, report, list(callbacks))
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     shutil.rmtree(run.path / "backup", ignore_errors=True)  # only empty folders remain after success
+    if config.pretrained and baseline:
+        balanced = class_weights(prepared, config.class_weights) is not None
+        guard(config, run, prepared, preprocessing_spec(config), balanced, report)
     plot_learning_curves(run.history, run.learning_curves, run.read_progress().get("fine_tune_started_epoch"))
     report(f"Run saved to {run.path}")
     return run
@@ -282,7 +303,9 @@ def describe_data(prepared: PreparedData) -> list[str]:
     return lines
 
 
-def _fit(config: TrainConfig, run: RunDir, prepared: PreparedData, progress: dict, report: Reporter) -> None:
+def _fit(
+    config: TrainConfig, run: RunDir, prepared: PreparedData, progress: dict, report: Reporter, extra: list
+) -> None:
     spec = preprocessing_spec(config)
     strategy = choose_strategy()
     report(f"Training {config.model} at {spec.image_size}px on {describe(strategy)}")
@@ -301,15 +324,15 @@ def _fit(config: TrainConfig, run: RunDir, prepared: PreparedData, progress: dic
     steps = -(-len(train_paths) // batch_size)
 
     with strategy.scope():
-        model = build_model(config.model, num_classes, spec.image_size, config.alpha, config.weights)
+        model = build_model(config.model, num_classes, spec.image_size, config.alpha, config.weights, config.dropout)
         _compile(model, config.learning_rate or 1e-3, num_classes, config.label_smoothing)
 
-    head_epochs = config.epochs
+    head_epochs = config.epochs or 1
     if config.init_from and not progress.get("head_done"):
         model.load_weights(config.init_from)  # warm start (imgclf retrain: the stable version's weights)
         report(f"Starting from the weights of {config.init_from}")
     if not progress.get("head_done"):
-        callbacks = _callbacks(run, "head", config.early_stopping_patience, None, steps)
+        callbacks = _callbacks(run, "head", config.early_stopping_patience, None, steps) + extra
         history = model.fit(
             train_ds,
             validation_data=val_ds,
@@ -344,6 +367,7 @@ def _fit(config: TrainConfig, run: RunDir, prepared: PreparedData, progress: dic
     )
     start = int(progress.get("head_epochs_run", head_epochs))
     callbacks = _callbacks(run, "fine_tune", config.early_stopping_patience, progress.get("best_val_loss"), steps)
+    callbacks += extra
     progress["fine_tune_started_epoch"] = start
     model.fit(
         train_ds,
