@@ -63,24 +63,21 @@ def size_ladder(config: TrainConfig) -> list[int]:
 
 
 def choose_image_size(config: TrainConfig, stats: dict[str, float], train_images: int) -> tuple[int, str]:
+    """The image size rule (module docstring) and why it picked what it picked."""
     native = backbone_spec(config.model).default_image_size
     if not config.pretrained:
         return native, f"{native} px: the model's default (trained from scratch, larger inputs only cost time)"
     long_side = float(stats.get("median_long_side", 0.0))
-    chosen = native
-    for size in size_ladder(config):
-        fits_images = size <= long_side * UPSCALE_TOLERANCE
-        fits_budget = train_images * (size / native) ** 2 <= PIXEL_BUDGET
-        if fits_images and fits_budget:
-            chosen = max(chosen, size)
+    ladder = size_ladder(config)
+    fits_images = [size for size in ladder if size <= long_side * UPSCALE_TOLERANCE]
+    affordable = [size for size in fits_images if train_images * (size / native) ** 2 <= PIXEL_BUDGET]
+    chosen = max([native, *affordable])
     why = (
         f"the median image is {long_side:.0f} px on its longer side "
         f"(native {native} px; {train_images} training images)"
     )
-    if chosen == native and any(s > native for s in size_ladder(config)):
-        bigger = size_ladder(config)[-1]
-        if train_images * (bigger / native) ** 2 > PIXEL_BUDGET:
-            why += f"; larger sizes exceed the compute budget of {PIXEL_BUDGET:,} native-size images per epoch"
+    if max(fits_images, default=native) > chosen:
+        why += f"; larger sizes exceed the compute budget of {PIXEL_BUDGET:,} native-size images per epoch"
     return chosen, f"{chosen} px: {why}"
 
 
