@@ -268,9 +268,29 @@ def train(
         keras.mixed_precision.set_global_policy(previous_policy)
     shutil.rmtree(run.path / "backup", ignore_errors=True)  # only empty folders remain after success
     if config.pretrained and baseline:
-        balanced = class_weights(prepared, config.class_weights) is not None
-        guard(config, run, prepared, preprocessing_spec(config), balanced, report)
+        _guard(config, run, prepared, report)
     plot_learning_curves(run.history, run.learning_curves, run.read_progress().get("fine_tune_started_epoch"))
+    report(f"Run saved to {run.path}")
+    return run
+
+
+def _guard(config: TrainConfig, run: RunDir, prepared: PreparedData, report: Reporter) -> None:
+    balanced = class_weights(prepared, config.class_weights) is not None
+    guard(config, run, prepared, preprocessing_spec(config), balanced, report)
+
+
+def adopt_run(source: RunDir, out: Path, report: Reporter = print) -> RunDir:
+    """Copy a finished run to ``out`` as a run of its own, with its baseline guard (``imgclf tune``'s
+    final model is its best trial's run: the model that was measured, not a second training)."""
+    source.require_trained()
+    run = RunDir(out.expanduser().resolve())
+    if run.path.exists():
+        raise RunDirError(f"{run.path} already exists")
+    shutil.copytree(source.path, run.path)
+    config = TrainConfig.load(run.config).model_copy(update={"out": str(run.path)})
+    config.save(run.config)
+    if config.pretrained:
+        _guard(config, run, _prepared_from_run(run, run.read_labels()), report)
     report(f"Run saved to {run.path}")
     return run
 

@@ -10,7 +10,8 @@ run again.
 
 ``OUT/`` holds ``study.db``, ``trials/NNNN/`` (each trial's run directory), ``leaderboard.csv``
 and ``leaderboard.png``, ``best_config.json`` (a file ``imgclf train --config`` accepts) and
-``final/`` (the model trained with the best recipe, with its baseline guard).
+``final/`` (the model trained with the best recipe: a copy of the best trial's run, the model that
+was measured, with its baseline guard).
 
 Example:
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +42,7 @@ from imgclf.data.prepare import prepare_training_data
 from imgclf.data.sources import load_dataset
 from imgclf.errors import ConfigError, RunDirError
 from imgclf.modeling.defaults import choose_defaults, size_ladder
-from imgclf.modeling.training import resolve_config, train
+from imgclf.modeling.training import adopt_run, resolve_config, train
 from imgclf.run_dir import RunDir, write_json
 from imgclf.tuning.leaderboard import write_leaderboard
 from imgclf.tuning.space import SearchSpace, apply
@@ -203,8 +205,10 @@ def tune(
     report(f"Best: trial {best.number}, validation accuracy {best.value:.4f}; recipe in {best_path}")
     final_run = None
     if final:
-        report(f"Training the final model with the best recipe into {best_config.out} ...")
-        final_run = train(best_config, resume=RunDir(Path(best_config.out)).config.is_file(), report=report)
+        final_path = Path(best_config.out)
+        shutil.rmtree(final_path, ignore_errors=True)  # an earlier best's, or a copy interrupted midway
+        report(f"The final model is trial {best.number}'s run: copying it to {final_path} ...")
+        final_run = adopt_run(RunDir(out / "trials" / f"{best.number:04d}"), final_path, report)
     return TuneResult(out, best.value, dict(best.params), len(study.trials), best_path, final_run)
 
 
