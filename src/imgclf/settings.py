@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -88,6 +88,12 @@ class GatewaySettings(BaseSettings):
     drift_accuracy_drop: float = Field(0.05, gt=0, le=1)
     drift_min_window: int = Field(50, ge=2)
     drift_permutations: int = Field(500, ge=10)
+    # The web console under /ui (imgclf.gateway.console): people sign in with an API key.
+    console_enabled: bool = True
+    # Signs the console's session cookies. None: a random secret kept in spool_dir/.console-secret, shared by
+    # the workers of one machine; set it (the same on every replica) when several machines serve the console.
+    console_secret: SecretStr | None = None
+    console_session_hours: float = Field(8, gt=0)  # a session cookie expires this long after sign-in
 
     @property
     def bytes_in_flight_limit(self) -> int:

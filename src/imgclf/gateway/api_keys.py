@@ -111,3 +111,10 @@ def authenticate(engine: Engine, presented: str | None) -> KeyInfo | None:
             if hmac.compare_digest(key.key_hash, digest) and key.revoked_at is None:
                 return _info(key)
     return None
+
+
+def key_by_id(engine: Engine, key_id: str) -> KeyInfo | None:
+    """The key's info if ``key_id`` names an unrevoked key; else None (the console's sessions hold the id)."""
+    with session_scope(engine) as session:
+        key = session.get(ApiKey, key_id)
+        return None if key is None or key.revoked_at is not None else _info(key)

@@ -28,6 +28,7 @@ __all__ = ["Gateway", "create_app", "resolve_model_name"]
 
 
 def create_app(settings: GatewaySettings | None = None, gateway: Gateway | None = None) -> FastAPI:
+    from imgclf.gateway import console
     from imgclf.gateway.routes import docs, health, predict, predictions, reviews
 
     settings = gateway.settings if gateway is not None else (settings or GatewaySettings())
@@ -40,6 +41,8 @@ def create_app(settings: GatewaySettings | None = None, gateway: Gateway | None 
         app.state.gateway = (
             Gateway.from_settings(settings, metrics=metrics, live_requests=live_requests) if own else gateway
         )
+        if settings.console_enabled:
+            console.start(app, app.state.gateway, settings)
         try:
             yield
         finally:
@@ -69,4 +72,6 @@ def create_app(settings: GatewaySettings | None = None, gateway: Gateway | None 
     for module in (predict, predictions, reviews, health):
         app.include_router(module.router)
     docs.install(app, settings.docs_require_key)
+    if settings.console_enabled:
+        console.install(app)  # the web console under /ui: routes after the API's, no middleware
     return app

@@ -65,16 +65,18 @@ def write_json_report(report: DriftReport, path: Path) -> None:
     Path(path).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
 
 
-def _png(figure) -> str:  # type: ignore[no-untyped-def]
+def _png(figure) -> bytes:  # type: ignore[no-untyped-def]
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
     plt.close(figure)
-    return base64.b64encode(buffer.getvalue()).decode()
+    return buffer.getvalue()
 
 
-def _figures(profile: ReferenceProfile, window: Window) -> list[tuple[str, str]]:
+def distribution_figures(profile: ReferenceProfile, window: Window) -> list[tuple[str, bytes]]:
+    """The reference and current distributions side by side, as (title, PNG): predicted classes and
+    confidence, the input statistics, embeddings (the HTML report's figures; the console shows them too)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -138,8 +140,9 @@ def write_html_report(report: DriftReport, profile: ReferenceProfile, window: Wi
         for t in report.tests
     )
     images = "".join(
-        f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>"
-        for title, data in _figures(profile, window)
+        f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
+        f"src='data:image/png;base64,{base64.b64encode(data).decode()}'>"
+        for title, data in distribution_figures(profile, window)
     )
     quality = html.escape(quality_line(report.quality)) if report.quality else ""
     page = f"""<!doctype html>

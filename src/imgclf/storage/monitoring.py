@@ -77,3 +77,16 @@ def quality_rows(engine: Engine, model_name: str, since: datetime | None = None)
         query = query.where(Prediction.created_at >= as_utc(since))
     with engine.connect() as connection:
         return [dict(row._mapping) for row in connection.execute(query.order_by(Prediction.created_at))]
+
+
+def traffic_rows(engine: Engine, model_name: str, since: datetime) -> list[tuple[datetime, str, float]]:
+    """``(created_at, request_id, latency_ms)`` of every answered prediction of ``model_name`` since
+    ``since`` (shadow copies left out), oldest first: request rate and latency over time."""
+    query = (
+        select(Prediction.created_at, Prediction.request_id, Prediction.latency_ms)
+        .where(Prediction.model_name == model_name, Prediction.created_at >= as_utc(since))
+        .where(Prediction.role.is_(None) | (Prediction.role != "shadow"))
+        .order_by(Prediction.created_at)
+    )
+    with engine.connect() as connection:
+        return [(row[0], row[1], float(row[2])) for row in connection.execute(query)]

@@ -13,12 +13,12 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Engine, and_, insert, or_, select
+from sqlalchemy import Engine, and_, func, insert, or_, select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from imgclf.errors import InvalidCursorError, NotFoundError
@@ -194,27 +194,101 @@ def review_queue(
     limit: int = 50,
     cursor: str | None = None,
     reason: str | None = None,
+    exclude: Collection[str] = (),
+    label: str | None = None,
 ) -> Page:
     """Pending: least confident first (where a person helps most). Reviewed: most recent first.
-    ``reason`` keeps one kind of item (``audit``: the random sample, to review first)."""
-    conditions = PredictionFilter(review_status=status, review_reason=reason).conditions()
+    ``reason`` keeps one kind of item (``audit``: the random sample, to review first), ``label`` one
+    predicted class; ``exclude`` leaves out ids (the ones a reviewer skipped)."""
+    conditions = PredictionFilter(review_status=status, review_reason=reason, label=label).conditions()
+    if exclude:
+        conditions.append(Prediction.id.not_in(list(exclude)))
     if status == "pending":
         return _page(engine, conditions, (Prediction.confidence, Prediction.id), False, limit, cursor)
     return _page(engine, conditions, (Prediction.reviewed_at, Prediction.id), True, limit, cursor)
 
 
+@dataclass(frozen=True)
+class ReviewState:
+    """A prediction's review columns at one moment (what an undo puts back)."""
+
+    label: str | None
+    reviewer: str | None
+    reviewed_at: datetime | None
+    reason: str | None
+
+    @classmethod
+    def of(cls, prediction: Prediction) -> ReviewState:
+        at = None if prediction.reviewed_at is None else as_utc(prediction.reviewed_at)
+        return cls(prediction.review_label, prediction.reviewer, at, prediction.review_reason)
+
+
 def record_review(engine: Engine, prediction_id: str, label: str, reviewer: str) -> Prediction:
     """Store a reviewer's label (a later review replaces an earlier one)."""
+    return change_review(engine, prediction_id, label, reviewer)[0]
+
+
+def change_review(engine: Engine, prediction_id: str, label: str, reviewer: str) -> tuple[Prediction, ReviewState]:
+    """``record_review``, also returning the review state it replaced (for an undo)."""
     with session_scope(engine) as session:
         prediction = session.get(Prediction, prediction_id, with_for_update=True)
         if prediction is None:
             raise NotFoundError(f"no prediction {prediction_id}")
+        previous = ReviewState.of(prediction)
         prediction.review_label = label
         prediction.reviewer = reviewer
         prediction.reviewed_at = utcnow()
         if prediction.review_reason is None:
             prediction.review_reason = "manual"  # reviewed without being queued
-        return prediction
+        return prediction, previous
+
+
+def restore_review(engine: Engine, prediction_id: str, expected: ReviewState, previous: ReviewState) -> bool:
+    """Undo a review: put ``previous`` back, only if the review is still ``expected`` (nobody changed it
+    since). Returns whether it was restored."""
+    with session_scope(engine) as session:
+        prediction = session.get(Prediction, prediction_id, with_for_update=True)
+        if prediction is None:
+            raise NotFoundError(f"no prediction {prediction_id}")
+        if ReviewState.of(prediction) != expected:
+            return False
+        prediction.review_label = previous.label
+        prediction.reviewer = previous.reviewer
+        prediction.reviewed_at = previous.reviewed_at
+        prediction.review_reason = previous.reason
+        return True
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """Pending review items by why they were queued and by predicted class."""
+
+    by_reason: dict[str, int]
+    by_label: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_reason.values())
+
+
+def review_counts(engine: Engine) -> QueueCounts:
+    conditions = PredictionFilter(review_status="pending").conditions()
+    with engine.connect() as connection:
+        counts = {}
+        for column in (Prediction.review_reason, Prediction.label):
+            query = select(column, func.count()).where(*conditions).group_by(column)
+            counts[column.key] = {str(key): int(n) for key, n in connection.execute(query)}
+    return QueueCounts(counts["review_reason"], dict(sorted(counts["label"].items())))
+
+
+def image_format(engine: Engine, sha256: str, api_key_id: str | None = None) -> str | None:
+    """The validated format of a logged image (by content hash), or None if no prediction has it
+    (of this key, when ``api_key_id`` is given)."""
+    query = select(Prediction.image_format).where(Prediction.image_sha256 == sha256)
+    if api_key_id is not None:
+        query = query.where(Prediction.api_key_id == api_key_id)
+    with engine.connect() as connection:
+        return connection.scalar(query.limit(1))
 
 
 def reviewed_predictions(engine: Engine, since: datetime | None = None) -> list[Prediction]:

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends
 from imgclf.gateway.api_keys import KeyInfo
 from imgclf.gateway.dependencies import get_gateway, require_scope
 from imgclf.gateway.json_body import AnyContentTypeJsonRoute
+from imgclf.gateway.reviewing import submit_review
 from imgclf.gateway.routes.predictions import Cursor, PageSize, PredictionId
 from imgclf.gateway.runtime import Gateway
 from imgclf.gateway.schemas import (
@@ -23,7 +24,7 @@ from imgclf.gateway.schemas import (
     ReviewRequest,
     error_responses,
 )
-from imgclf.storage.predictions import record_review, review_queue
+from imgclf.storage.predictions import review_queue
 
 router = APIRouter(prefix="/v1", tags=["reviews"], route_class=AnyContentTypeJsonRoute)
 
@@ -73,6 +74,5 @@ def review(
 
     The body is read as JSON whatever `Content-Type` it declares (`curl -d` sends a form type).
     """
-    gateway.require_database()
-    prediction = record_review(gateway.engine, prediction_id, body.label, body.reviewer or key.name)
+    prediction, _ = submit_review(gateway, prediction_id, body, key)  # the console's decisions use it too
     return PredictionRecord.of(prediction)
