@@ -190,8 +190,9 @@ def test_nan_and_infinity_tokens_are_accepted_and_written(toy_server):
     assert response.text.replace(" ", "").replace("\n", "") == '{"predictions":[NaN,Infinity,-Infinity]}'
 
 
-def test_paths_outside_v1_are_404_and_health_endpoints_answer(toy_server):
-    assert toy_server.rest.get("/v2/models/toy").status_code == 404
+def test_paths_outside_v1_and_v2_are_404_and_health_endpoints_answer(toy_server):
+    assert toy_server.rest.get("/v3/models/toy").status_code == 404
+    assert toy_server.rest.get("/v2/models/toy").status_code == 200  # the Open Inference Protocol's metadata
     assert toy_server.rest.get("/healthz").json() == {"status": "alive"}
     ready = toy_server.rest.get("/readyz")
     assert ready.status_code == 200

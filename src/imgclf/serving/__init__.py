@@ -1,4 +1,5 @@
-"""``imgclf serve``: a pip-installable model server that speaks TF Serving's REST and gRPC protocol.
+"""``imgclf serve``: a pip-installable model server that speaks TF Serving's REST and gRPC protocol, and
+the Open Inference Protocol (KServe v2) on the same ports.
 
 It loads the SavedModels that ``imgclf export`` (or any TF2 export) writes under
 ``BASE_PATH/<integer version>/``, and needs nothing else from imgclf: the export carries the
@@ -12,5 +13,7 @@ preprocessing. Modules, from the bottom up:
 - ``predictor``: the request logic shared by REST and gRPC (validation, batching, metrics).
 - ``json_tensors``: TF Serving's JSON request and response formats.
 - ``metrics``: Prometheus series with TF Serving's names.
+- ``open_inference``: the Open Inference Protocol's operations (addressing, checks, classification);
+  ``open_inference_rest`` its ``/v2`` REST routes.
 - ``rest``, ``grpc_api``: the two front ends; ``server``: runs them together.
 """

@@ -150,6 +150,12 @@ class ModelManager:
         with self._lock:
             return list(self._models)
 
+    def labels(self, name: str) -> dict[str, int]:
+        """A model's version labels (label → version); empty for an unknown model."""
+        with self._lock:
+            model = self._models.get(name)
+            return dict(model.labels) if model is not None else {}
+
     def is_ready(self) -> bool:
         """True when every configured model has an AVAILABLE version."""
         with self._lock:

@@ -6,6 +6,8 @@ Paths, verbs, status codes and ``{"error": ...}`` bodies follow ``http_rest_api_
     GET  /v1/models/{name}[/versions/{v} | /labels/{l}]/metadata   signature defs
     POST /v1/models/{name}[/versions/{v} | /labels/{l}]:predict    (also :classify, :regress)
 
+The Open Inference Protocol's ``/v2/...`` routes (``open_inference_rest``) share the port.
+
 Besides TF Serving's API: ``GET /healthz`` (the process answers) and ``GET /readyz`` (every
 configured model has an AVAILABLE version; 503 otherwise), and Prometheus metrics at
 ``/monitoring/prometheus/metrics``.
@@ -29,6 +31,8 @@ from starlette.routing import Route
 from imgclf.errors import ServingError
 from imgclf.serving import json_tensors
 from imgclf.serving.model_info import metadata_json, model_status, status_json
+from imgclf.serving.open_inference import OpenInference
+from imgclf.serving.open_inference_rest import OpenInferenceRest
 from imgclf.serving.predictor import ModelAddress, Predictor, serialized_examples
 from imgclf.serving.servable import DEFAULT_SIGNATURE
 from imgclf.serving.status import http_status
@@ -62,10 +66,12 @@ class RestApi:
         self.manager = predictor.manager
         self.metrics = predictor.metrics
         self.timeout = timeout_seconds
+        self.open_inference = OpenInferenceRest(OpenInference(predictor), timeout_seconds)
         routes = [
             Route("/healthz", self.live),
             Route("/readyz", self.ready),
             Route(METRICS_PATH, self.prometheus),
+            *self.open_inference.routes,
             Route("/{path:path}", self.v1, methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]),
         ]
         self.app = Starlette(routes=routes)

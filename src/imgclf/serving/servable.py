@@ -8,6 +8,7 @@ imgclf's preprocessing: an export carries its own decode-and-resize graph.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
 from imgclf.contract import SERVING_SIGNATURE as DEFAULT_SIGNATURE
-from imgclf.contract import WARMUP_FILE
+from imgclf.contract import WARMUP_FILE, read_labels
 from imgclf.errors import ServingError
 from imgclf.serving.status import from_tensorflow
 
@@ -88,6 +89,14 @@ class ServableVersion:
         signature_defs = read_signature_defs(path)
         loaded = tf.saved_model.load(str(path), tags=["serve"])
         return cls(name, version, path, loaded, signature_defs)
+
+    @cached_property
+    def class_labels(self) -> list[str]:
+        """The export's class names in output order (``assets/labels.txt``; [] without one)."""
+        try:
+            return read_labels(self.path)
+        except (OSError, UnicodeDecodeError):
+            return []
 
     def signature(self, name: str) -> Signature:
         try:
