@@ -201,3 +201,9 @@ def test_grpc_requests_are_counted_with_the_grpc_entrypoint(toy_server, predicti
         )
         >= 1
     )
+
+
+def test_predict_without_a_deadline(prediction):
+    """A client that sets no timeout has "forever" left; waiting for the batch must not overflow."""
+    response = prediction.Predict(predict_request(x=np.array([4.0], np.float32)))
+    np.testing.assert_allclose(tf.make_ndarray(response.outputs["y"]), [4.0])

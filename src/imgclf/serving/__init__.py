@@ -14,6 +14,6 @@ preprocessing. Modules, from the bottom up:
 - ``json_tensors``: TF Serving's JSON request and response formats.
 - ``metrics``: Prometheus series with TF Serving's names.
 - ``open_inference``: the Open Inference Protocol's operations (addressing, checks, classification);
-  ``open_inference_rest`` its ``/v2`` REST routes.
+  ``open_inference_rest`` its ``/v2`` REST routes, ``open_inference_grpc`` its gRPC service.
 - ``rest``, ``grpc_api``: the two front ends; ``server``: runs them together.
 """

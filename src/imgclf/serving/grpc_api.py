@@ -4,7 +4,8 @@
 ``ModelService`` (GetModelStatus, HandleReloadConfigRequest) and the standard
 ``grpc.health.v1`` service (names ``""``, ``ModelService`` and ``PredictionService``: SERVING once
 every configured model has an AVAILABLE version). Messages of any size are accepted, as TF
-Serving does (``SetMaxMessageSize(INT32_MAX)``).
+Serving does (``SetMaxMessageSize(INT32_MAX)``). The Open Inference Protocol's
+``inference.GRPCInferenceService`` (``open_inference_grpc``) shares the server and port.
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ from tensorflow_serving.apis import (
 
 from imgclf.errors import ServingError
 from imgclf.serving.model_info import model_metadata, model_status
+from imgclf.serving.open_inference import OpenInference
+from imgclf.serving.open_inference_grpc import SERVICE_NAME, add_inference_service, deadline
 from imgclf.serving.predictor import ModelAddress, Predictor, serialized_examples
 from imgclf.serving.servable import DEFAULT_SIGNATURE
 from imgclf.serving.status import grpc_code, grpc_message
 from imgclf.serving.tensors import to_numpy, to_tensor_proto
 
 MAX_MESSAGE_BYTES = 2**31 - 1
-HEALTH_SERVICES = ("", "ModelService", "PredictionService")
+HEALTH_SERVICES = ("", "ModelService", "PredictionService", SERVICE_NAME)
 
 
 def address_of(spec) -> ModelAddress:  # type: ignore[no-untyped-def]
@@ -53,9 +56,8 @@ def _abort(context: grpc.ServicerContext, error: ServingError):  # type: ignore[
 
 
 def _result(future: Future, context: grpc.ServicerContext):  # type: ignore[no-untyped-def]
-    remaining = context.time_remaining()
-    try:
-        return future.result(timeout=remaining)
+    try:  # a client without a deadline has "forever" left, which a thread wait cannot take
+        return future.result(timeout=deadline(context))
     except FutureTimeout:
         raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded") from None
 
@@ -193,6 +195,7 @@ def build_grpc_server(
     server = grpc.server(ThreadPoolExecutor(max_workers, thread_name_prefix="imgclf-grpc"), options=options)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(predictor), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(predictor, reload_config), server)
+    add_inference_service(OpenInference(predictor), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     bound = server.add_insecure_port(f"{host}:{port}")
