@@ -1,8 +1,8 @@
 """Test-time augmentation (TTA) inside the exported graph: ``imgclf export --tta``.
 
 The views are made from the preprocessed pixel batch (decoded, resized, float32 in [0, 255]) inside
-every signature, so TF Serving, ``imgclf serve``, batch inference and ``imgclf.load`` all answer
-the averaged scores without knowing TTA exists:
+every signature, so TF Serving, ``imgclf serve``, the gateway, ``imgclf predict``, ``imgclf.load``
+and anything else that calls the signatures answer the averaged scores without knowing TTA exists:
 
 * ``none``: the image (1 view; the export is the one made without ``--tta``);
 * ``flip``: the image and its horizontal mirror (2 views);
