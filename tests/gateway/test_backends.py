@@ -9,7 +9,15 @@ import pytest
 
 from imgclf.errors import ServingError
 from imgclf.export.inference import ExportedModel
-from imgclf.gateway.backends import GrpcBackend, LocalBackend, RestBackend, create_backend, read_model_card
+from imgclf.gateway.backends import (
+    GrpcBackend,
+    LocalBackend,
+    RestBackend,
+    V2GrpcBackend,
+    V2RestBackend,
+    create_backend,
+    read_model_card,
+)
 from imgclf.registry.publish import export_run
 from tests.serving.conftest import running_server, wait_for
 
@@ -45,6 +53,8 @@ def test_local_and_remote_backends_agree(registry, images):
         for backend in (
             GrpcBackend(f"127.0.0.1:{server.server.grpc_port}", "shapes"),
             RestBackend(server.url, "shapes"),
+            V2GrpcBackend(f"127.0.0.1:{server.server.grpc_port}", "shapes"),
+            V2RestBackend(server.url, "shapes"),
         ):
             try:
                 answer = backend.classify(images)
@@ -92,7 +102,13 @@ def test_remote_backends_see_versions_the_model_server_loads(registry, tmp_path)
     base = tmp_path / "shapes"
     shutil.copytree(registry / "shapes" / "1", base / "1")
     with running_server(model_name="shapes", model_base_path=base, file_system_poll_wait_seconds=0.2) as server:
-        backends = (GrpcBackend(f"127.0.0.1:{server.server.grpc_port}", "shapes"), RestBackend(server.url, "shapes"))
+        grpc_target = f"127.0.0.1:{server.server.grpc_port}"
+        backends = (
+            GrpcBackend(grpc_target, "shapes"),
+            RestBackend(server.url, "shapes"),
+            V2GrpcBackend(grpc_target, "shapes"),
+            V2RestBackend(server.url, "shapes"),
+        )
         try:
             for backend in backends:
                 assert backend.is_available(1) and not backend.is_available(2)
@@ -105,7 +121,12 @@ def test_remote_backends_see_versions_the_model_server_loads(registry, tmp_path)
 
 
 def test_unreachable_model_server_is_unavailable_not_a_crash(registry, images):
-    for backend in (GrpcBackend("127.0.0.1:1", "shapes", timeout=2), RestBackend("http://127.0.0.1:1", "shapes")):
+    for backend in (
+        GrpcBackend("127.0.0.1:1", "shapes", timeout=2),
+        RestBackend("http://127.0.0.1:1", "shapes"),
+        V2GrpcBackend("127.0.0.1:1", "shapes", timeout=2),
+        V2RestBackend("http://127.0.0.1:1", "shapes"),
+    ):
         assert not backend.ready() and not backend.is_available(1)
         with pytest.raises(ServingError) as caught:
             backend.classify(images)
@@ -121,3 +142,12 @@ def test_model_card_and_backend_spec(registry, shapes_run):
 
     with pytest.raises(ConfigError, match="backend must be"):
         create_backend("ftp://x", registry, "shapes")
+    for spec, kind in (
+        ("grpc://127.0.0.1:1", GrpcBackend),
+        ("http://127.0.0.1:1", RestBackend),
+        ("v2+grpc://127.0.0.1:1", V2GrpcBackend),
+        ("v2+http://127.0.0.1:1", V2RestBackend),
+    ):
+        backend = create_backend(spec, registry, "shapes")
+        assert type(backend) is kind
+        backend.close()

@@ -303,19 +303,18 @@ def test_backend_down_is_503_with_retry_after_and_never_500(cats_dogs_registry, 
         assert gw.client.get("/v1/predictions", headers=bearer(gw.key("review"))).json()["items"] == []
 
 
-@pytest.mark.parametrize("backend_kind", ["rest", "grpc"])
+@pytest.mark.parametrize("backend_kind", ["http", "grpc", "v2+http", "v2+grpc"])
 def test_remote_model_server_backend(cats_dogs_registry, photos, tmp_path, backend_kind):
-    """The gateway in front of ``imgclf serve`` gives the local backend's answers."""
-    from imgclf.gateway.backends import GrpcBackend
+    """The gateway in front of ``imgclf serve`` gives the local backend's answers, over TF Serving's protocol
+    and over the Open Inference Protocol."""
+    from imgclf.gateway.backends import create_backend
     from tests.serving.conftest import running_server
 
     offline = ExportedModel.load(cats_dogs_registry / "cats_dogs").predict_bytes([d for _, d in photos])["scores"]
     base = cats_dogs_registry / "cats_dogs"
     with running_server(model_name="cats_dogs", model_base_path=base, enable_batching=True) as server:
-        if backend_kind == "rest":
-            backend = RestBackend(server.url, "cats_dogs")
-        else:
-            backend = GrpcBackend(f"127.0.0.1:{server.server.grpc_port}", "cats_dogs")
+        port = server.server.rest_port if backend_kind.endswith("http") else server.server.grpc_port
+        backend = create_backend(f"{backend_kind}://127.0.0.1:{port}", cats_dogs_registry, "cats_dogs")
         settings = gateway_settings(tmp_path, cats_dogs_registry, f"sqlite:///{tmp_path / 'db.sqlite'}")
         with running_gateway(settings, backend=backend) as gw:
             assert gw.client.get("/readyz").status_code == 200

@@ -1,5 +1,6 @@
 """The release path as a user walks it, under continuous load (issue 16), for the gateway's local backend
-and for ``imgclf serve`` fed by ``models tfserving-config --watch`` behind a gRPC backend:
+and for ``imgclf serve`` fed by ``models tfserving-config --watch`` behind a gRPC backend (TF Serving's
+protocol, and the Open Inference Protocol):
 
 drop a corrupt version, a version with no manifest and garbage for a graph, a half-copied version
 that completes later and an unpromoted copy; promote to canary, roll the canary back, promote to
@@ -161,7 +162,8 @@ def test_release_drill_local_backend(drill_registry, photos, tmp_path):
 
 
 @pytest.mark.slow
-def test_release_drill_model_server_fed_by_the_config_watcher(drill_registry, photos, tmp_path):
+@pytest.mark.parametrize("protocol", ["grpc", "v2+grpc"])  # TF Serving's, and the Open Inference Protocol
+def test_release_drill_model_server_fed_by_the_config_watcher(drill_registry, photos, tmp_path, protocol):
     out, stop = tmp_path / "tfs", threading.Event()
     watcher = threading.Thread(
         target=watch_tfserving_config, args=(drill_registry, out), kwargs={"interval": 0.3, "stop": stop}
@@ -180,7 +182,7 @@ def test_release_drill_model_server_fed_by_the_config_watcher(drill_registry, ph
         ) as server:
             settings = gateway_settings(
                 tmp_path, drill_registry.root, f"sqlite:///{tmp_path / 'db.sqlite'}", rate_limit_burst=100_000,
-                backend=f"grpc://127.0.0.1:{server.server.grpc_port}",
+                backend=f"{protocol}://127.0.0.1:{server.server.grpc_port}",
             )  # fmt: skip
             with running_gateway(settings) as gw:
                 run_drill(gw.url, gw.gateway.engine, drill_registry, photos)

@@ -30,7 +30,11 @@ def gateway(
     model: Annotated[str | None, typer.Option(help="Model name in the registry (default: its only model).")] = None,
     backend: Annotated[
         str | None,
-        typer.Option(help="local (in-process), http://HOST:8501 or grpc://HOST:8500 (imgclf serve or TF Serving)."),
+        typer.Option(
+            help="local (in-process), http://HOST:8501 or grpc://HOST:8500 (imgclf serve or TF Serving), "
+            "v2+http://HOST:PORT or v2+grpc://HOST:PORT (Open Inference Protocol: imgclf serve, Triton, KServe, "
+            "MLServer)."
+        ),
     ] = None,
     host: Annotated[str | None, typer.Option(help="Interface to listen on (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,

@@ -1,4 +1,5 @@
-"""Where the gateway's images are classified: in-process, or a model server over TF Serving's protocol.
+"""Where the gateway's images are classified: in-process, or a model server over TF Serving's protocol
+or the Open Inference Protocol (KServe v2).
 
 - ``LocalBackend``: loads the registry's model in this process with ``imgclf serve``'s own
   manager and batching engine (the embedded default).
@@ -6,6 +7,12 @@
   ``imgclf serve`` or a real TF Serving. gRPC reports the version that answered; over REST the
   gateway asks for the newest AVAILABLE version and addresses it explicitly, so the answer and
   the recorded version always agree.
+- ``V2GrpcBackend`` (``v2+grpc://HOST:8500``) and ``V2RestBackend`` (``v2+http://HOST:8501``): the
+  Open Inference Protocol, to ``imgclf serve``, Triton, KServe or MLServer. Images go as one BYTES
+  tensor (gRPC ``raw_input_contents``; REST's binary tensor data extension) and every answer names
+  the version that produced it. The AVAILABLE versions are the model metadata's ``versions``. A
+  version label goes where OIP takes a version: ``imgclf serve`` resolves it, servers without
+  labels refuse it.
 
 Every backend sends the export's ``serving_default`` input (``image_bytes``) and returns the
 class scores and the export's own decision (``class_ids``: argmax, or the binary threshold baked in
@@ -342,6 +349,158 @@ class RestBackend(RemoteVersions):
         self._http.close()
 
 
+WANTED_OUTPUTS = (*CLASSIFICATION_OUTPUTS, *MONITORING_OUTPUTS)
+V2_HEADER_LENGTH = "Inference-Header-Content-Length"
+
+
+def _version_of(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ServingError("INTERNAL", f"the model server answered a version that is not a number: {text!r}") from None
+
+
+class V2GrpcBackend(RemoteVersions):
+    """A model server's Open Inference Protocol gRPC service (``inference.GRPCInferenceService``)."""
+
+    def __init__(self, target: str, model_name: str, timeout: float = 30) -> None:
+        import grpc
+        from tritonclient.grpc import service_pb2_grpc
+
+        self.model_name = model_name
+        self.timeout = timeout
+        options = [
+            ("grpc.max_receive_message_length", 2**31 - 1),
+            ("grpc.max_send_message_length", 2**31 - 1),
+            ("grpc.lb_policy_name", "round_robin"),  # every model-server pod behind a headless Service
+        ]
+        self._channel = grpc.insecure_channel(target, options=options)
+        self._stub = service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
+        self._available = AvailableVersions(self._available_versions)
+
+    def _call(self, method: str, request, timeout: float):  # type: ignore[no-untyped-def]
+        import grpc
+
+        try:
+            return getattr(self._stub, method)(request, timeout=timeout)
+        except grpc.RpcError as error:
+            raise ServingError(error.code().name, error.details() or str(error.code())) from None
+
+    def classify(
+        self, images: list[bytes], version: int | None = None, label: str | None = None, background: bool = False
+    ) -> BackendAnswer:  # background work is scheduled by the model server like any request
+        from tritonclient.grpc import service_pb2
+
+        from imgclf.serving.tensors import from_raw, serialize_bytes
+
+        batch = np.empty(len(images), dtype=object)
+        batch[:] = images
+        request = service_pb2.ModelInferRequest(
+            model_name=self.model_name, model_version=str(version) if version is not None else (label or "")
+        )
+        request.inputs.add(name=INPUT_BYTES, datatype="BYTES", shape=[len(images)])
+        request.raw_input_contents.append(serialize_bytes(batch))
+        # No requested outputs: an export without the monitoring outputs would refuse one that names them.
+        response = self._call("ModelInfer", request, self.timeout)
+        outputs = {}
+        for index, output in enumerate(response.outputs):
+            if output.name in WANTED_OUTPUTS:
+                outputs[output.name] = from_raw(
+                    response.raw_output_contents[index], output.datatype, list(output.shape)
+                )
+        return _answer(self.model_name, _version_of(response.model_version), outputs)
+
+    def _available_versions(self) -> set[int]:
+        from tritonclient.grpc import service_pb2
+
+        metadata = self._call("ModelMetadata", service_pb2.ModelMetadataRequest(name=self.model_name), timeout=2)
+        return {_version_of(v) for v in metadata.versions}
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+class V2RestBackend(RemoteVersions):
+    """A model server's Open Inference Protocol REST API (``/v2``), images in the binary tensor extension."""
+
+    def __init__(self, base_url: str, model_name: str, timeout: float = 30, version_ttl: float = 1.0) -> None:
+        import httpx
+
+        self.model_name = model_name
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout)
+        self._available = AvailableVersions(self._available_versions, ttl=version_ttl)
+
+    def _request(self, method: str, path: str, **kwargs):  # type: ignore[no-untyped-def]
+        import httpx
+
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as error:
+            raise ServingError("UNAVAILABLE", f"model server unreachable: {error}") from None
+        if response.status_code != 200:
+            code = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 501: "UNIMPLEMENTED", 503: "UNAVAILABLE"}.get(
+                response.status_code, "INTERNAL"
+            )
+            try:
+                message = response.json()["error"]
+            except (ValueError, KeyError, TypeError):
+                message = response.text[:200]
+            raise ServingError(code, message)
+        return response
+
+    def _available_versions(self) -> set[int]:
+        metadata = self._request("GET", f"/v2/models/{self.model_name}").json()
+        return {_version_of(str(v)) for v in metadata.get("versions", [])}
+
+    def classify(
+        self, images: list[bytes], version: int | None = None, label: str | None = None, background: bool = False
+    ) -> BackendAnswer:  # background work is scheduled by the model server like any request
+        import json
+
+        from imgclf.serving.tensors import from_raw, serialize_bytes
+
+        batch = np.empty(len(images), dtype=object)
+        batch[:] = images
+        data = serialize_bytes(batch)
+        header = json.dumps(
+            {
+                "inputs": [
+                    {"name": INPUT_BYTES, "shape": [len(images)], "datatype": "BYTES",
+                     "parameters": {"binary_data_size": len(data)}},
+                ],
+                "parameters": {"binary_data_output": True},
+            }
+        ).encode()  # fmt: skip
+        path = f"/v2/models/{self.model_name}"
+        if version is not None or label:
+            path += f"/versions/{version if version is not None else label}"
+        response = self._request(
+            "POST",
+            path + "/infer",
+            content=header + data,
+            headers={"Content-Type": "application/octet-stream", V2_HEADER_LENGTH: str(len(header))},
+        )
+        body = response.content
+        length = int(response.headers.get(V2_HEADER_LENGTH, len(body)))
+        document = json.loads(body[:length])
+        offset, outputs = length, {}
+        for output in document["outputs"]:
+            size = output.get("parameters", {}).get("binary_data_size")
+            if size is not None:
+                value = from_raw(body[offset : offset + size], output["datatype"], output["shape"])
+                offset += size
+            elif output["datatype"] != "BYTES":
+                value = np.array(output["data"]).reshape(output["shape"])
+            else:
+                continue
+            if output["name"] in WANTED_OUTPUTS:
+                outputs[output["name"]] = value
+        return _answer(self.model_name, _version_of(str(document["model_version"])), outputs)
+
+    def close(self) -> None:
+        self._http.close()
+
+
 def _answer(model_name: str, version: int, outputs: dict[str, np.ndarray]) -> BackendAnswer:
     return BackendAnswer(
         model_name,
@@ -356,13 +515,21 @@ def _answer(model_name: str, version: int, outputs: dict[str, np.ndarray]) -> Ba
 def create_backend(
     spec: str, registry: Path, model_name: str, timeout: float = 30, batching_parameters_file: Path | None = None
 ) -> ModelBackend:
-    """``local``, ``grpc://HOST:PORT`` or ``http(s)://HOST:PORT``."""
+    """``local``, ``grpc://HOST:PORT`` or ``http(s)://HOST:PORT`` (TF Serving's protocol), or
+    ``v2+grpc://HOST:PORT`` or ``v2+http(s)://HOST:PORT`` (the Open Inference Protocol)."""
     if spec == "local":
         return LocalBackend(registry, model_name, timeout=timeout, batching_parameters_file=batching_parameters_file)
     if spec.startswith("grpc://"):
         return GrpcBackend(spec.removeprefix("grpc://"), model_name, timeout=timeout)
     if spec.startswith(("http://", "https://")):
         return RestBackend(spec, model_name, timeout=timeout)
+    if spec.startswith("v2+grpc://"):
+        return V2GrpcBackend(spec.removeprefix("v2+grpc://"), model_name, timeout=timeout)
+    if spec.startswith(("v2+http://", "v2+https://")):
+        return V2RestBackend(spec.removeprefix("v2+"), model_name, timeout=timeout)
     from imgclf.errors import ConfigError
 
-    raise ConfigError(f"backend must be local, grpc://HOST:PORT or http://HOST:PORT (got {spec!r})")
+    raise ConfigError(
+        "backend must be local, grpc://HOST:PORT or http://HOST:PORT (TF Serving's protocol), or "
+        f"v2+grpc://HOST:PORT or v2+http://HOST:PORT (the Open Inference Protocol) (got {spec!r})"
+    )

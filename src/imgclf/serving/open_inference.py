@@ -34,6 +34,7 @@ from imgclf.errors import ServingError
 from imgclf.serving.manager import AVAILABLE
 from imgclf.serving.predictor import ModelAddress, Predictor
 from imgclf.serving.servable import DEFAULT_SIGNATURE, ServableVersion, Signature, TensorSpec
+from imgclf.serving.tensors import OIP_DTYPES
 
 SERVER_NAME = "imgclf"
 EXTENSIONS = ("classification", "binary_tensor_data")
@@ -42,23 +43,7 @@ API = "ModelInfer"  # the ``API`` label of :tensorflow:serving:request_latency f
 BASE64 = "base64"
 UNKNOWN_ID = "<id_unknown>"
 
-# OIP datatype ↔ numpy dtype (object: BYTES). BF16 is TensorFlow's bfloat16 (ml_dtypes).
-_NUMPY = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype(np.uint8),
-    "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64),
-    "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16),
-    "FP32": np.dtype(np.float32),
-    "FP64": np.dtype(np.float64),
-    "BF16": np.dtype(tf.bfloat16.as_numpy_dtype),
-    "BYTES": np.dtype(object),
-}
+_NUMPY = OIP_DTYPES
 _DATATYPE = {dtype: name for name, dtype in _NUMPY.items()}
 HTTP_STATUS = {"OK": 200, "INTERNAL": 500, "NOT_FOUND": 404, "UNAVAILABLE": 503, "UNIMPLEMENTED": 501,
                "DEADLINE_EXCEEDED": 504, "UNKNOWN": 500, "DATA_LOSS": 500}  # fmt: skip
@@ -105,16 +90,6 @@ def spec_shape(spec: TensorSpec) -> list[int]:
 
 
 # ---------------------------------------------------------------- BYTES tensors
-
-
-def serialize_bytes(values: np.ndarray) -> bytes:
-    """BYTES elements in row-major order, each a 4-byte little-endian length then the bytes."""
-    parts = []
-    for value in values.reshape(-1):
-        data = value if isinstance(value, bytes) else str(value).encode()
-        parts.append(struct.pack("<I", len(data)))
-        parts.append(data)
-    return b"".join(parts)
 
 
 def deserialize_bytes(data: bytes | memoryview, count: int, name: str) -> np.ndarray:

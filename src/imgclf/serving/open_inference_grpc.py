@@ -30,11 +30,11 @@ from imgclf.serving.open_inference import (
     OpenInference,
     RequestedOutput,
     content_type,
-    serialize_bytes,
     tensor_from_bytes,
     tensor_from_values,
 )
 from imgclf.serving.status import grpc_code, grpc_message
+from imgclf.serving.tensors import raw_bytes, serialize_bytes
 
 SERVICE_NAME = "inference.GRPCInferenceService"
 # Which typed ``contents`` field carries each datatype (FP16 and BF16 travel only raw).
@@ -189,9 +189,6 @@ def infer_response(result: InferResult) -> service_pb2.ModelInferResponse:
     )
     for tensor in result.outputs:
         response.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
-        if tensor.datatype == "BYTES":
-            response.raw_output_contents.append(serialize_bytes(tensor.value))
-        else:
-            value = np.ascontiguousarray(tensor.value)
-            response.raw_output_contents.append(value.astype(value.dtype.newbyteorder("<"), copy=False).tobytes())
+        data = serialize_bytes(tensor.value) if tensor.datatype == "BYTES" else raw_bytes(tensor.value)
+        response.raw_output_contents.append(data)
     return response

@@ -42,10 +42,10 @@ from imgclf.serving.open_inference import (
     RequestedOutput,
     content_type,
     oip_http_status,
-    serialize_bytes,
     tensor_from_bytes,
     tensor_from_values,
 )
+from imgclf.serving.tensors import raw_bytes, serialize_bytes
 
 JSON = "application/json"
 BINARY = "application/octet-stream"
@@ -310,7 +310,7 @@ def encode_infer_response(result: InferResult, binary_output: bool) -> tuple[byt
         binary = requested.binary if requested is not None and requested.binary is not None else binary_output
         entry: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape}
         if binary:
-            data = serialize_bytes(tensor.value) if tensor.datatype == "BYTES" else _raw(tensor.value)
+            data = serialize_bytes(tensor.value) if tensor.datatype == "BYTES" else raw_bytes(tensor.value)
             entry["parameters"] = {"binary_data_size": len(data)}
             chunks.append(data)
         else:
@@ -324,10 +324,6 @@ def encode_infer_response(result: InferResult, binary_output: bool) -> tuple[byt
     if not chunks:
         return header, None
     return b"".join([header, *chunks]), len(header)
-
-
-def _raw(value: np.ndarray) -> bytes:
-    return np.ascontiguousarray(value).astype(value.dtype.newbyteorder("<"), copy=False).tobytes()
 
 
 def _json_data(tensor: OutputTensor, entry: dict[str, Any]) -> None:

@@ -1,5 +1,5 @@
-"""numpy arrays to and from TensorFlow's ``TensorProto``: one place for the model server's gRPC API
-and the gateway's gRPC backend.
+"""numpy arrays to and from TensorFlow's ``TensorProto`` and the Open Inference Protocol's tensors: one
+place for the model server's gRPC and OIP APIs and the gateway's remote backends.
 
 Strings and the common numeric types skip ``tf.make_ndarray`` / ``tf.make_tensor_proto`` (their
 overhead showed in the gateway's profile); anything else goes through them.
@@ -10,6 +10,8 @@ Example:
 """
 
 from __future__ import annotations
+
+import struct
 
 import numpy as np
 import tensorflow as tf
@@ -54,3 +56,57 @@ _FAST_DTYPES = {
     types_pb2.DT_UINT8: np.uint8,
 }
 _FAST_ENUMS = {np.dtype(v): k for k, v in _FAST_DTYPES.items()}
+
+
+# ---------------------------------------------------------------- Open Inference Protocol (KServe v2)
+
+# OIP datatype → numpy dtype (object: BYTES). BF16 is TensorFlow's bfloat16 (ml_dtypes).
+OIP_DTYPES = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+    "BF16": np.dtype(tf.bfloat16.as_numpy_dtype),
+    "BYTES": np.dtype(object),
+}
+
+
+def serialize_bytes(values: np.ndarray) -> bytes:
+    """BYTES elements in row-major order, each a 4-byte little-endian length then the bytes."""
+    parts = []
+    for value in values.reshape(-1):
+        data = value if isinstance(value, bytes) else str(value).encode()
+        parts.append(struct.pack("<I", len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
+def raw_bytes(value: np.ndarray) -> bytes:
+    """A numeric tensor's raw bytes as OIP sends them (row-major, little-endian)."""
+    value = np.ascontiguousarray(value)
+    return value.astype(value.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+def from_raw(data: bytes | memoryview, datatype: str, shape: list[int]) -> np.ndarray:
+    """A tensor from OIP's raw form (``raw_output_contents``, the binary extension)."""
+    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if datatype == "BYTES":
+        view, offset = memoryview(data), 0
+        values = np.empty(count, dtype=object)
+        for index in range(count):
+            (length,) = struct.unpack_from("<I", view, offset)
+            values[index] = bytes(view[offset + 4 : offset + 4 + length])
+            offset += 4 + length
+        return values.reshape(shape)
+    try:
+        return np.frombuffer(data, dtype=OIP_DTYPES[datatype].newbyteorder("<")).reshape(shape)
+    except (KeyError, ValueError) as error:
+        raise ServingError("INTERNAL", f"cannot read a {datatype} tensor of shape {shape}: {error}") from None
