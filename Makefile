@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint install clean promtool
+.PHONY: demo test test-fast lint install clean promtool browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,27 @@ $(BIN)/promtool: $(BIN)/python
 	dpkg-deb -x $(VENV)/prometheus-deb/prometheus_*.deb $(VENV)/prometheus-deb/root
 	cp $(VENV)/prometheus-deb/root/usr/bin/promtool $(BIN)/promtool
 	rm -rf $(VENV)/prometheus-deb
+
+# The console's browser tests drive Debian's chromium with chromium-driver. Installed system-wide
+# (/usr/bin/chromium, /usr/bin/chromedriver) they are used as they are; otherwise the two packages and
+# whichever of their dependencies this machine lacks are unpacked into .venv/chromium (no root needed)
+# and started through wrappers in .venv/bin that put the unpacked libraries on LD_LIBRARY_PATH.
+browser: $(BIN)/chromedriver
+
+$(BIN)/chromedriver: $(BIN)/python
+	rm -rf $(VENV)/chromium $(VENV)/chromium-deb && mkdir -p $(VENV)/chromium-deb
+	if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+	  ln -sf /usr/bin/chromium $(BIN)/chromium && ln -sf /usr/bin/chromedriver $(BIN)/chromedriver; exit 0; fi; \
+	missing=$$(apt-get install --simulate --no-install-recommends chromium chromium-driver 2>/dev/null | awk '/^Inst /{print $$2}'); \
+	[ -n "$$missing" ] || { echo "apt-get finds no chromium to install" >&2; exit 1; }; \
+	(cd $(VENV)/chromium-deb && apt-get download $$missing >/dev/null) && \
+	for deb in $(VENV)/chromium-deb/*.deb; do dpkg-deb -x $$deb $(VENV)/chromium || exit 1; done && \
+	for tool in chromium:usr/lib/chromium/chromium chromedriver:usr/lib/chromium/chromedriver; do \
+	  printf '%s\n' '#!/bin/sh' 'root="$$(dirname "$$(readlink -f "$$0")")/../chromium"' \
+	    'export LD_LIBRARY_PATH="$$root/usr/lib/x86_64-linux-gnu:$$root/usr/lib/x86_64-linux-gnu/pulseaudio:$$root/lib/x86_64-linux-gnu:$$root/usr/lib/chromium$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH}"' \
+	    "exec \"\$$root/$${tool#*:}\" \"\$$@\"" > $(BIN)/$${tool%%:*} && chmod +x $(BIN)/$${tool%%:*} || exit 1; \
+	done
+	rm -rf $(VENV)/chromium-deb
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

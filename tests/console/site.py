@@ -106,12 +106,17 @@ def fake_registry(root: Path) -> Path:
     return registry
 
 
-def seed_predictions(running: RunningGateway, count: int, seed: int = 0, images: int = 24) -> list[str]:
+def seed_predictions(
+    running: RunningGateway, count: int, seed: int = 0, images: int = 24, photos: list[bytes] | None = None
+) -> list[str]:
     """``count`` predictions of version 7 over the last day, a third of them queued for review, with
-    ``images`` distinct pictures put in the image store."""
+    ``images`` distinct pictures (or the JPEG ``photos`` given) put in the image store."""
     rng = np.random.default_rng(seed)
     store = running.gateway.service.store
-    digests = [store.put(picture(seed * 1000 + i)) for i in range(images)]
+    stored = []
+    for data in photos or [picture(seed * 1000 + i) for i in range(images)]:
+        with Image.open(io.BytesIO(data)) as opened:
+            stored.append((store.put(data), *opened.size, len(data)))
     now = datetime.now(UTC)
     rows, ids = [], []
     for i in range(count):
@@ -124,8 +129,9 @@ def seed_predictions(running: RunningGateway, count: int, seed: int = 0, images:
         ids.append(prediction_id)
         rows.append({
             "id": prediction_id, "created_at": now - timedelta(seconds=int(rng.integers(0, 86_000))),
-            "request_id": f"seed-{i}", "api_key_id": None, "image_sha256": digests[i % images],
-            "image_bytes": 2000, "image_format": "JPEG", "width": 96, "height": 72, "model_name": MODEL,
+            "request_id": f"seed-{i}", "api_key_id": None, "image_sha256": stored[i % len(stored)][0],
+            "image_bytes": stored[i % len(stored)][3], "image_format": "JPEG", "width": stored[i % len(stored)][1],
+            "height": stored[i % len(stored)][2], "model_name": MODEL,
             "model_version": 7, "label": CLASSES[order[0]], "confidence": top,
             "scores": {c: float(s) for c, s in zip(CLASSES, scores, strict=True)}, "threshold": None,
             "latency_ms": float(rng.gamma(4, 3)), "needs_review": queued, "input_stats": statistics(rng),
