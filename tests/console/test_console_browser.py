@@ -198,6 +198,25 @@ def test_classify_an_uploaded_file(driver, site, audit, tmp_path):
     with site.gateway.engine.connect() as connection:
         stored = connection.execute(select(Prediction).where(Prediction.image_sha256 == digest)).all()
     assert len(stored) == 1 and stored[0].label == label and stored[0].api_key_id is not None
+    # Drag and drop: two images dropped on the drop zone (made by a canvas, carried by a DataTransfer).
+    dropped = driver.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        const make = (colour) => new Promise(resolve => {
+          const canvas = document.createElement('canvas'); canvas.width = 64; canvas.height = 48;
+          const context = canvas.getContext('2d'); context.fillStyle = colour; context.fillRect(0, 0, 64, 48);
+          canvas.toBlob(blob => resolve(new File([blob], colour.slice(1) + '.png', {type: 'image/png'})), 'image/png');
+        });
+        Promise.all([make('#3366aa'), make('#aa6633')]).then(files => {
+          const transfer = new DataTransfer();
+          files.forEach(file => transfer.items.add(file));
+          const zone = document.querySelector('[data-drop-for]');
+          zone.dispatchEvent(new DragEvent('drop', {dataTransfer: transfer, bubbles: true, cancelable: true}));
+          done(document.getElementById('files').files.length);
+        });
+    """)
+    assert dropped == 2
+    driver.find_element(_by("CSS_SELECTOR"), "main form button[type=submit]").click()
+    _wait(driver, lambda d: len(d.find_elements(_by("CSS_SELECTOR"), "#results [data-label]")) == 2)
     driver.find_element(_by("CSS_SELECTOR"), "#results a").click()  # the prediction's page
     _wait(driver, lambda d: "/ui/predictions/" in d.current_url)
     _check_page(driver, audit, "prediction")

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import FileResponse
 from starlette.responses import Response
 
-from imgclf.gateway.console.base import ConsoleRoute, ConsoleUser, gateway_of, signed_in
+from imgclf.gateway.console.base import ConsoleRoute, ConsoleUser, console_of, gateway_of, signed_in
 from imgclf.gateway.errors import ApiError
 from imgclf.storage.predictions import image_format
 
@@ -68,9 +68,6 @@ def _thumbnail(path: str) -> bytes:
     return buffer.getvalue()
 
 
-_thumbnails = Thumbnails()
-
-
 @router.get("/images/{digest}")
 async def image(
     request: Request,
@@ -86,6 +83,7 @@ async def image(
         raise ApiError(404, "not_found", "no such image (or it was pruned from the image store)")
     path = store.path(digest)
     if size == "thumb":
-        data = await gateway.run_blocking(_thumbnails.get, digest, str(path))
+        thumbnails = console_of(request).caches.setdefault("thumbnails", Thumbnails())
+        data = await gateway.run_blocking(thumbnails.get, digest, str(path))
         return Response(data, media_type="image/jpeg", headers=IMAGE_HEADERS)
     return FileResponse(path, media_type=MEDIA_TYPES[fmt], headers=IMAGE_HEADERS)
