@@ -163,6 +163,15 @@ def test_review_ten_with_the_keyboard_only_then_undo(driver, site, audit):
     _wait(driver, lambda d: _card(d) == last)
     assert _row(site, last).review_label is None and _row(site, last).reviewer is None
     assert "Undone" in driver.find_element(_by("CSS_SELECTOR"), "p.status").text
+    # An undo refused because someone else reviewed the item since is said on the page (a 409 fragment).
+    _keys(driver, "1")
+    _wait(driver, lambda d: _card(d) not in (last, None))
+    other = site.client.post(f"/v1/reviews/{last}", json={"label": "fox"},
+                             headers={"Authorization": f"Bearer {site.key('review', name='Other')}"})  # fmt: skip
+    assert other.status_code == 200
+    _keys(driver, "u")
+    _wait(driver, lambda d: "Not undone" in d.find_element(_by("CSS_SELECTOR"), "#workspace").text)
+    assert _row(site, last).review_label == "fox"
     assert not csp_reports(driver)
 
 

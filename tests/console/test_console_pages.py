@@ -143,6 +143,9 @@ def test_every_state_changing_request_needs_the_csrf_token(site):
             assert "CSRF" in refused.text
     upload = reviewer.client.post("/ui/classify", files=[("files", ("a.jpg", picture(3), "image/jpeg"))])
     assert upload.status_code == 403
+    htmx = reviewer.client.post(f"/ui/review/{item}/skip", data={"trail": trail}, headers={"HX-Request": "true"})
+    assert htmx.status_code == 403 and htmx.headers["hx-retarget"] == "#main"  # shown in the page's main
+    assert "<html" not in htmx.text and "CSRF" in htmx.text
     assert _row(site, item).review_label is None
     assert reviewer.client.get("/ui/review").status_code == 200  # still signed in
     # The header htmx sends is accepted in place of the field.

@@ -252,8 +252,13 @@ def require(user: ConsoleUser, scope: str) -> None:
 
 
 def _error_page(request: Request, status: int, title: str, message: str) -> HTMLResponse:
+    """The error as a page; for an htmx request, as the new content of the page's ``main``."""
     user = getattr(request.state, "console_user", None)
-    return render(request, "error.html", {"title": title, "message": message}, status=status, user=user)
+    response = render(request, "error.html", {"title": title, "message": message}, status=status, user=user)
+    if is_htmx(request):
+        response.headers["HX-Retarget"] = "#main"
+        response.headers["HX-Reswap"] = "innerHTML"
+    return response
 
 
 class ConsoleRoute(APIRoute):
