@@ -1,4 +1,5 @@
-"""Serving benchmark: imgclf serve (REST b64 and gRPC) vs the raw model vs Flask + gunicorn.
+"""Serving benchmark: imgclf serve (REST b64 and gRPC, TF Serving's protocol and the Open Inference Protocol)
+vs the raw model vs Flask + gunicorn.
 
 All in one run, on one machine, with the same real JPEGs:
 
@@ -6,6 +7,10 @@ All in one run, on one machine, with the same real JPEGs:
   byte strings (images/s), and on one image (single-image latency);
 - ``imgclf serve --enable-batching``: closed-loop clients at each concurrency, over REST
   (``{"instances": [{"b64": ...}]}``, one image per request) and over gRPC (official stubs);
+  and over the Open Inference Protocol (KServe v2): gRPC ``ModelInfer`` with the image in
+  ``raw_input_contents`` (what ``tritonclient.grpc`` sends; ``v2grpc``) and REST with the binary
+  tensor data extension both ways (``v2rest``). The server's protocols take turns at each
+  concurrency, ``--rounds`` times, so they share the machine's conditions;
 - the tutorials' deployment: Flask under gunicorn (``benchmarks/flask_app.py``), one multipart
   upload per request, Pillow decode + ``model.predict``.
 
@@ -13,6 +18,9 @@ Clients are asyncio coroutines (a minimal HTTP/1.1 keep-alive client, ``grpc.aio
 process, so they cost little CPU next to the server they measure.
 
     .venv/bin/python benchmarks/serving.py --run RUN_DIR --export REGISTRY/NAME --images DIR
+    # the Open Inference Protocol against TF Serving's gRPC, 3 rounds:
+    .venv/bin/python benchmarks/serving.py --run RUN_DIR --export REGISTRY/NAME --images DIR \
+        --skip raw rest flask --concurrency 8 32 --rounds 3
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import os
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -34,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+SERVER_PROTOCOLS = ("rest", "grpc", "v2grpc", "v2rest")
 BATCHING = """max_batch_size { value: 32 }
 batch_timeout_micros { value: 0 }
 max_enqueued_batches { value: 1000 }
@@ -198,6 +208,51 @@ def grpc_load(port: int, images: list[bytes], model: str, concurrency: int, warm
     return asyncio.run(run())
 
 
+def v2_grpc_load(port: int, images: list[bytes], model: str, concurrency: int, warmup: float, seconds: float) -> dict:
+    """OIP ``ModelInfer``: one BYTES image in ``raw_input_contents``, every output back (as Predict answers)."""
+    import grpc
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    requests = []
+    for image in images:
+        request = service_pb2.ModelInferRequest(model_name=model)
+        request.inputs.add(name="image_bytes", datatype="BYTES", shape=[1])
+        request.raw_input_contents.append(struct.pack("<I", len(image)) + image)
+        requests.append(request)
+
+    async def run() -> dict:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+
+            async def send(request, state: dict) -> bool:  # type: ignore[no-untyped-def]
+                await stub.ModelInfer(request, timeout=30)
+                return True
+
+            return await _closed_loop(send, requests, concurrency, warmup, seconds)
+
+    return asyncio.run(run())
+
+
+def v2_rest_requests(images: list[bytes], model: str) -> list[bytes]:
+    """OIP REST with the binary tensor data extension: the image raw after the JSON header, outputs raw back."""
+    out = []
+    for image in images:
+        data = struct.pack("<I", len(image)) + image
+        header = json.dumps(
+            {
+                "inputs": [{"name": "image_bytes", "shape": [1], "datatype": "BYTES",
+                            "parameters": {"binary_data_size": len(data)}}],
+                "parameters": {"binary_data_output": True},
+            }
+        ).encode()  # fmt: skip
+        head = (
+            f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
+            f"Inference-Header-Content-Length: {len(header)}\r\nContent-Length: {len(header) + len(data)}\r\n\r\n"
+        )
+        out.append(head.encode() + header + data)
+    return out
+
+
 def rest_requests(images: list[bytes], model: str) -> list[bytes]:
     out = []
     for image in images:
@@ -257,7 +312,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--batch-threads", type=int, default=1)
     parser.add_argument("--flask-workers", type=int, default=2)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["raw", "rest", "grpc", "flask"])
+    parser.add_argument("--rounds", type=int, default=1, help="times each server protocol runs at each concurrency")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["raw", *SERVER_PROTOCOLS, "flask"])
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
@@ -271,7 +327,8 @@ def main() -> None:
         results["raw"] = raw_limit(args.export, images, args.seconds)
         print("raw", results["raw"], flush=True)
 
-    if not {"rest", "grpc"} <= set(args.skip):
+    protocols = [name for name in SERVER_PROTOCOLS if name not in args.skip]
+    if protocols:
         rest_port, grpc_port = free_port(), free_port()
         with tempfile.NamedTemporaryFile("w", suffix=".pbtxt", delete=False) as params:
             params.write(BATCHING % args.batch_threads)
@@ -281,19 +338,20 @@ def main() -> None:
             "--enable-batching", "--batching-parameters-file", params.name, "--log-level", "warning",
         ]  # fmt: skip
         server = subprocess.Popen(command)
+        loads = {
+            "rest": lambda c: http_load(rest_port, rest_requests(images, model), c, args.warmup, args.seconds),
+            "grpc": lambda c: grpc_load(grpc_port, images, model, c, args.warmup, args.seconds),
+            "v2grpc": lambda c: v2_grpc_load(grpc_port, images, model, c, args.warmup, args.seconds),
+            "v2rest": lambda c: http_load(rest_port, v2_rest_requests(images, model), c, args.warmup, args.seconds),
+        }
         try:
             wait_until_ready("127.0.0.1", rest_port, "/readyz", server)
-            if "rest" not in args.skip:
-                requests = rest_requests(images, model)
-                for concurrency in args.concurrency:
-                    result = http_load(rest_port, requests, concurrency, args.warmup, args.seconds)
-                    results.setdefault("rest", []).append(result)
-                    print("rest", result, flush=True)
-            if "grpc" not in args.skip:
-                for concurrency in args.concurrency:
-                    result = grpc_load(grpc_port, images, model, concurrency, args.warmup, args.seconds)
-                    results.setdefault("grpc", []).append(result)
-                    print("grpc", result, flush=True)
+            for concurrency in args.concurrency:
+                for round_number in range(args.rounds):
+                    for name in protocols:  # in turns, so each meets the same conditions
+                        result = {**loads[name](concurrency), "round": round_number}
+                        results.setdefault(name, []).append(result)
+                        print(name, result, flush=True)
         finally:
             stop(server)
             os.unlink(params.name)
@@ -335,15 +393,39 @@ def _wait_for_flask(port: int, image: bytes, process: subprocess.Popen) -> None:
     raise SystemExit("flask app did not answer")
 
 
+def median_rows(rows: list[dict]) -> dict[int, dict]:
+    """Per concurrency, the round with the median throughput (all of a round's figures belong together)."""
+    by_concurrency: dict[int, list[dict]] = {}
+    for row in rows:
+        by_concurrency.setdefault(row["concurrency"], []).append(row)
+    return {c: sorted(rs, key=lambda r: r["throughput"])[(len(rs) - 1) // 2] for c, rs in by_concurrency.items()}
+
+
 def summarize(results: dict) -> None:
     print("\n| server | concurrency | req/s | p50 ms | p95 ms | p99 ms | errors |")
     print("|---|---|---|---|---|---|---|")
-    for name in ("rest", "grpc", "flask"):
+    for name in (*SERVER_PROTOCOLS, "flask"):
         for row in results.get(name, []):
             print(
                 f"| {name} | {row['concurrency']} | {row['throughput']:.1f} | {row['p50_ms']:.1f} | "
                 f"{row['p95_ms']:.1f} | {row['p99_ms']:.1f} | {row['errors']} |"
             )
+    grpc = median_rows(results.get("grpc", []))
+    for name in ("v2grpc", "v2rest"):
+        rows = median_rows(results.get(name, []))
+        if 32 in rows and 32 in grpc:
+            rounds = [r for r in results[name] if r["concurrency"] == 32]
+            ratios = [
+                r["throughput"] / g["throughput"]
+                for r, g in zip(rounds, [g for g in results["grpc"] if g["concurrency"] == 32], strict=False)
+            ]
+            print(
+                f"{name} c32: {rows[32]['throughput'] / grpc[32]['throughput']:.2f}x TF Serving gRPC (medians); "
+                f"per round {' '.join(f'{x:.2f}' for x in ratios)}"
+            )
+        if 8 in rows:
+            baseline = grpc.get(8, {}).get("p99_ms", float("nan"))
+            print(f"{name} c8: p99 {rows[8]['p99_ms']:.1f} ms (TF Serving gRPC {baseline:.1f} ms)")
     raw = results.get("raw")
     if raw:
         print(
