@@ -151,3 +151,30 @@ def test_model_card_and_backend_spec(registry, shapes_run):
         backend = create_backend(spec, registry, "shapes")
         assert type(backend) is kind
         backend.close()
+
+
+def test_v2_rest_backend_reads_json_answers_too():
+    """A server that answers JSON although binary outputs were asked for (the extension is optional)."""
+    import json
+
+    import httpx
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        length = int(request.headers["inference-header-content-length"])
+        header = json.loads(request.content[:length])
+        assert header["inputs"][0]["datatype"] == "BYTES" and request.url.path == "/v2/models/shapes/versions/3/infer"
+        outputs = [
+            {"name": "scores", "datatype": "FP32", "shape": [1, 3], "data": [0.25, 0.5, 0.25]},
+            {"name": "class_ids", "datatype": "INT64", "shape": [1], "data": [1]},
+            {"name": "labels", "datatype": "BYTES", "shape": [1], "data": ["b"]},
+        ]
+        return httpx.Response(200, json={"model_name": "shapes", "model_version": "3", "outputs": outputs})
+
+    backend = V2RestBackend("http://model-server", "shapes")
+    backend._http = httpx.Client(base_url="http://model-server", transport=httpx.MockTransport(answer))
+    try:
+        result = backend.classify([b"image"], version=3)
+    finally:
+        backend.close()
+    assert result.model_version == 3 and result.scores.dtype == np.float32 and result.class_ids.tolist() == [1]
+    np.testing.assert_allclose(result.scores, [[0.25, 0.5, 0.25]])

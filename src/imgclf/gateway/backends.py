@@ -8,11 +8,11 @@ or the Open Inference Protocol (KServe v2).
   gateway asks for the newest AVAILABLE version and addresses it explicitly, so the answer and
   the recorded version always agree.
 - ``V2GrpcBackend`` (``v2+grpc://HOST:8500``) and ``V2RestBackend`` (``v2+http://HOST:8501``): the
-  Open Inference Protocol, to ``imgclf serve``, Triton, KServe or MLServer. Images go as one BYTES
-  tensor (gRPC ``raw_input_contents``; REST's binary tensor data extension) and every answer names
-  the version that produced it. The AVAILABLE versions are the model metadata's ``versions``. A
-  version label goes where OIP takes a version: ``imgclf serve`` resolves it, servers without
-  labels refuse it.
+  Open Inference Protocol, to ``imgclf serve``, Triton, KServe or MLServer (gRPC only: MLServer's
+  REST lacks the binary tensor data extension). Images go as one BYTES tensor (gRPC
+  ``raw_input_contents``; REST's binary extension) and every answer names the version that
+  produced it. The AVAILABLE versions are the model metadata's ``versions``. A version label goes
+  where OIP takes a version: ``imgclf serve`` resolves it, servers without labels refuse it.
 
 Every backend sends the export's ``serving_default`` input (``image_bytes``) and returns the
 class scores and the export's own decision (``class_ids``: argmax, or the binary threshold baked in
@@ -457,7 +457,7 @@ class V2RestBackend(RemoteVersions):
     ) -> BackendAnswer:  # background work is scheduled by the model server like any request
         import json
 
-        from imgclf.serving.tensors import from_raw, serialize_bytes
+        from imgclf.serving.tensors import OIP_DTYPES, from_raw, serialize_bytes
 
         batch = np.empty(len(images), dtype=object)
         batch[:] = images
@@ -489,8 +489,8 @@ class V2RestBackend(RemoteVersions):
             if size is not None:
                 value = from_raw(body[offset : offset + size], output["datatype"], output["shape"])
                 offset += size
-            elif output["datatype"] != "BYTES":
-                value = np.array(output["data"]).reshape(output["shape"])
+            elif output["datatype"] != "BYTES":  # a server that answered JSON after all
+                value = np.array(output["data"], dtype=OIP_DTYPES[output["datatype"]]).reshape(output["shape"])
             else:
                 continue
             if output["name"] in WANTED_OUTPUTS:
