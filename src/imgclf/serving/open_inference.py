@@ -335,7 +335,8 @@ class OpenInference:
         signature = servable.signature(signature_name)
         inputs = self._check_inputs(request, signature)
         wanted = self._check_outputs(request, signature)
-        future = self.predictor.predict(servable, signature.name, inputs, tuple(o.name for o in wanted))
+        only = tuple(o.name for o in wanted) if request.outputs else ()  # () : every output, no filtering step
+        future = self.predictor.predict(servable, signature.name, inputs, only)
         version = str(servable.version)
         return servable, _chain(future, lambda outputs: self._result(request, servable, version, wanted, outputs))
 
