@@ -71,7 +71,8 @@ def test_local_and_remote_backends_agree(registry, images):
                 backend.close()
 
 
-def test_grpc_backend_spreads_requests_over_model_server_replicas(registry, images):
+@pytest.mark.parametrize("kind", [GrpcBackend, V2GrpcBackend])
+def test_grpc_backend_spreads_requests_over_model_server_replicas(registry, images, kind):
     """One name resolving to several model servers (a headless Service): requests go round-robin."""
 
     def requests_served(server) -> float:  # type: ignore[no-untyped-def]
@@ -87,7 +88,7 @@ def test_grpc_backend_spreads_requests_over_model_server_replicas(registry, imag
         running_server(model_name="shapes", model_base_path=registry / "shapes") as second,
     ):
         target = f"ipv4:127.0.0.1:{first.server.grpc_port},127.0.0.1:{second.server.grpc_port}"
-        backend = GrpcBackend(target, "shapes")
+        backend = kind(target, "shapes")
         try:
             for _ in range(20):
                 backend.classify(images[:1])
