@@ -127,8 +127,11 @@ def _rerun_interrupted(study: optuna.Study, storage: optuna.storages.RDBStorage,
     """Trials left running by a killed search: marked failed, and their recipes queued again."""
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
-        study.enqueue_trial(trial.params, skip_if_exists=False)
-        report(f"Trial {trial.number} was interrupted: running its recipe again")
+        if trial.params:  # killed after its recipe was drawn
+            study.enqueue_trial(trial.params, skip_if_exists=False)
+            report(f"Trial {trial.number} was interrupted: running its recipe again")
+        else:
+            report(f"Trial {trial.number} was interrupted before it drew a recipe")
 
 
 def tune(
