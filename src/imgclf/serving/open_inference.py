@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from imgclf.errors import ServingError
 from imgclf.serving.manager import AVAILABLE
-from imgclf.serving.predictor import ModelAddress, Predictor
+from imgclf.serving.predictor import ModelAddress, Predictor, chain
 from imgclf.serving.servable import DEFAULT_SIGNATURE, ServableVersion, Signature, TensorSpec
 from imgclf.serving.tensors import OIP_DTYPES
 
@@ -338,7 +338,7 @@ class OpenInference:
         only = tuple(o.name for o in wanted) if request.outputs else ()  # () : every output, no filtering step
         future = self.predictor.predict(servable, signature.name, inputs, only)
         version = str(servable.version)
-        return servable, _chain(future, lambda outputs: self._result(request, servable, version, wanted, outputs))
+        return servable, chain(future, lambda outputs: self._result(request, servable, version, wanted, outputs))
 
     def _check_inputs(self, request: InferRequest, signature: Signature) -> dict[str, np.ndarray]:
         name, prefix = request.model_name, request.log_prefix()
@@ -474,16 +474,3 @@ def _server_version() -> str:
         return metadata.version("imgclf")
     except metadata.PackageNotFoundError:
         return "0"
-
-
-def _chain(future: Future, convert) -> Future:  # type: ignore[no-untyped-def]
-    chained: Future = Future()
-
-    def done(source: Future) -> None:
-        try:
-            chained.set_result(convert(source.result()))
-        except Exception as error:
-            chained.set_exception(error)
-
-    future.add_done_callback(done)
-    return chained

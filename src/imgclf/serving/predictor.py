@@ -120,7 +120,7 @@ class Predictor:
         future = self._run(servable, signature.name, inputs)
         if not output_filter:
             return future
-        return _chain(future, lambda outputs: {alias: outputs[alias] for alias in output_filter})
+        return chain(future, lambda outputs: {alias: outputs[alias] for alias in output_filter})
 
     def _run(self, servable: ServableVersion, signature_name: str, inputs: Tensors) -> Future[Tensors]:
         def run(batch: Tensors) -> Tensors:
@@ -167,7 +167,7 @@ class Predictor:
                 f"Signature was: {signature.name}",
             )
         future = self._run(servable, signature.name, {"inputs": examples})
-        return _chain(future, lambda outputs: classification_result(outputs, len(examples)))
+        return chain(future, lambda outputs: classification_result(outputs, len(examples)))
 
     def regress(
         self, servable: ServableVersion, signature_name: str, examples: np.ndarray
@@ -182,7 +182,7 @@ class Predictor:
         if "outputs" not in signature.outputs:
             raise ServingError("INVALID_ARGUMENT", f"No regression outputs found in SignatureDef: {signature.name}")
         future = self._run(servable, signature.name, {"inputs": examples})
-        return _chain(future, lambda outputs: regression_result(outputs["outputs"], len(examples)))
+        return chain(future, lambda outputs: regression_result(outputs["outputs"], len(examples)))
 
     def multi_inference(
         self, servable: ServableVersion, tasks, examples: np.ndarray
@@ -314,7 +314,7 @@ def _text(value) -> str:  # type: ignore[no-untyped-def]
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _chain(future: Future, convert) -> Future:  # type: ignore[no-untyped-def]
+def chain(future: Future, convert) -> Future:  # type: ignore[no-untyped-def]
     """A future for ``convert(future.result())``."""
     chained: Future = Future()
 
