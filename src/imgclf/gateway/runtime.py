@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 
 from imgclf.config import GatewaySettings
 from imgclf.contract import version_directories
+from imgclf.data.image_validation import UploadLimits
 from imgclf.errors import ConfigError, DatabaseUnavailableError
 from imgclf.gateway.auth import Authenticator
 from imgclf.gateway.backends import LocalBackend, ModelBackend, create_backend
@@ -35,7 +36,6 @@ from imgclf.gateway.retention import RetentionWorker
 from imgclf.gateway.routing import TrafficRouter
 from imgclf.gateway.service import ModelCards, PredictionService, ReviewPolicy
 from imgclf.gateway.shadow import LiveRequests, ShadowMirror
-from imgclf.gateway.validation import UploadLimits
 from imgclf.registry.store import Registry
 from imgclf.storage.database import create_database_engine
 from imgclf.storage.image_store import ImageStore

@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from imgclf.data.image_validation import ImageUpload
 from imgclf.gateway.service import PredictOutcome
-from imgclf.gateway.validation import ImageUpload
 from imgclf.storage.models import Prediction
 from imgclf.storage.predictions import ReviewStatus, as_utc, review_status
 

@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from imgclf.config import GatewaySettings
+from imgclf.data.image_validation import ImageUpload, UploadLimits, validate_image
 from imgclf.errors import MonitoringError, ServingError, UploadError
 from imgclf.gateway.backends import BackendAnswer, ModelBackend, ModelCard, read_model_card
 from imgclf.gateway.metrics import GatewayMetrics
 from imgclf.gateway.prediction_log import PredictionLog
 from imgclf.gateway.routing import TrafficRouter
 from imgclf.gateway.shadow import ShadowMirror
-from imgclf.gateway.validation import ImageUpload, UploadLimits, validate_image
 from imgclf.monitoring.input_stats import image_statistics, rounded
 from imgclf.monitoring.ood import OutOfDistribution
 from imgclf.monitoring.profile import ReferenceProfile

@@ -8,7 +8,7 @@
 
 Sizes are bounded before this runs (the middleware's body limit), so a body is read whole and
 split in memory (``imgclf.gateway.multipart``); formats and dimensions are checked afterwards by
-``imgclf.gateway.validation``.
+``imgclf.data.image_validation``.
 """
 
 from __future__ import annotations
