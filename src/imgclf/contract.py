@@ -15,6 +15,7 @@ these names from here.
     assets.extra/tf_serving_warmup_requests
     assets.extra/gate_result.json         written by the promotion gate (and BLESSED/NOT_BLESSED)
     assets.extra/export_manifest.json     written last: size and SHA-256 of every file
+    model.tflite, model.<variant>.tflite  LiteRT variants (``--tflite``), with assets.extra/litert_io/
 
 ``serving_default``: ``image_bytes`` (string [N], encoded images) → ``scores`` (float32 [N, classes]),
 ``class_ids`` (int64 [N]), ``labels`` (string [N]), ``embedding_projection`` (float32 [N, 32]) and
@@ -24,6 +25,17 @@ these names from here.
 ``inputs`` (string [N], serialized tf.Example protos with the encoded image under the bytes
 feature ``image/encoded``) → ``classes`` (string [N, classes], the labels) and ``scores`` (float32
 [N, classes]). Exports made before it existed lack it.
+
+An export made with ``--tflite int8`` (``float16``, ``dynamic``, ``float32``; several allowed) also holds
+LiteRT (TFLite) models of the network after preprocessing: the first variant named is
+``model.tflite`` (what TF Serving's ``--prefer_tflite_model`` reads), the others
+``model.<variant>.tflite``. Each takes ``normalized_pixels`` (float32 [N, size, size, 3], already
+decoded, resized and normalized; int8: int8 with the input quantization in the model card) and
+answers ``scores`` (float32 [N, classes]; int8: int8). ``assets.extra/litert_io/`` is a small
+SavedModel that does the rest with the export's own graph: ``decode`` (``image_bytes`` →
+``normalized_pixels``, ``pixels``, ``input_statistics``), ``decode_examples`` (``inputs`` →
+``normalized_pixels``) and ``decide`` (``scores`` → ``class_ids``, ``labels``). The model card's
+``litert`` entry names the variants, their files, sizes, quantization and measured metrics.
 
 An export made with ``--tta flip`` (or ``flip+crops``) answers the same signatures with the same
 names and shapes; its scores are the mean over augmented views of each image (model card: ``tta``).
@@ -88,6 +100,50 @@ def check_tta(mode: str, option: str = "tta") -> str:
     return mode
 
 
+# LiteRT (TFLite) variants (``imgclf export --tflite``; ``imgclf.export.litert``)
+TFLITE_VARIANTS = ("int8", "float16", "dynamic", "float32")
+TFLITE_FILE = "model.tflite"  # the first variant exported (TF Serving's --prefer_tflite_model reads it)
+LITERT_SIGNATURE = "serving_default"  # the .tflite's one signature
+LITERT_INPUT = "normalized_pixels"  # the .tflite's input: the network's, after imgclf.preprocessing
+LITERT_DECODE_SIGNATURE = "decode"  # litert_io: image_bytes -> normalized_pixels, pixels, input_statistics
+LITERT_EXAMPLES_SIGNATURE = "decode_examples"  # litert_io: inputs (tf.Example) -> normalized_pixels
+LITERT_DECIDE_SIGNATURE = "decide"  # litert_io: scores -> class_ids, labels
+LITERT_SERVED_SIGNATURES = (SERVING_SIGNATURE, CLASSIFY_SIGNATURE)  # what a LiteRT-served version answers
+
+
+def check_tflite_variants(variants: list[str] | tuple[str, ...], option: str = "tflite") -> list[str]:
+    """The variants in order without repeats (``"int8,float16"`` items are split); ``ConfigError`` naming
+    ``option`` for an unknown one."""
+    chosen: list[str] = []
+    for item in variants:
+        for variant in (part.strip() for part in str(item).split(",")):
+            if variant not in TFLITE_VARIANTS:
+                raise ConfigError(f"invalid {option} {variant!r}: choose from {', '.join(TFLITE_VARIANTS)}")
+            if variant not in chosen:
+                chosen.append(variant)
+    return chosen
+
+
+def tflite_file_name(variant: str, first: bool) -> str:
+    """Where a variant goes in the version directory: the first one is ``model.tflite``."""
+    return TFLITE_FILE if first else f"model.{variant}.tflite"
+
+
+def tflite_variant_path(version_dir: str | Path, variant: str | None = None) -> Path:
+    """A LiteRT variant's file in an export (``None``: ``model.tflite``); ``ExportError`` if it has none."""
+    version_dir = Path(version_dir)
+    if variant is None:
+        path = version_dir / TFLITE_FILE
+    else:
+        entry = read_model_card(version_dir).get("litert", {}).get("variants", {}).get(variant)
+        if not isinstance(entry, dict) or "file" not in entry:
+            raise ExportError(f"{version_dir} has no LiteRT {variant} variant (export it with --tflite {variant})")
+        path = version_dir / entry["file"]
+    if not path.is_file():
+        raise ExportError(f"{path} is missing")
+    return path
+
+
 # ------------------------------------------------------------------ files
 SAVED_MODEL_FILE = "saved_model.pb"
 LABELS_FILE = Path("assets") / "labels.txt"
@@ -98,6 +154,7 @@ WARMUP_FILE = EXTRA_DIR / "tf_serving_warmup_requests"
 GATE_RESULT_FILE = EXTRA_DIR / "gate_result.json"
 MANIFEST_FILE = EXTRA_DIR / "export_manifest.json"
 MANIFEST_FORMAT = 1
+LITERT_IO_DIR = EXTRA_DIR / "litert_io"  # the small SavedModel around a LiteRT variant (see above)
 
 
 def read_labels(version_dir: str | Path) -> list[str]:
