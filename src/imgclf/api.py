@@ -205,6 +205,42 @@ class Model:
         return self._exported.classify_files(list(paths))
 
 
+def predict_batch(
+    source: str | Path,
+    *,
+    model: str | Path,
+    out: str | Path,
+    format: str = "parquet",
+    batch_size: int = 32,
+    concurrency: int | None = None,
+    address: str | None = None,
+    resume: bool = False,
+    rows_per_file: int = 10_000,
+    progress: Callable[[int, int], object] | None = None,
+    verbose: bool = False,
+) -> Any:
+    """Classify every image of ``source`` on Ray Data into the directory ``out``; return a ``BatchResult``.
+
+    ``source``: a folder (recursive), a glob, a CSV manifest (``path[,label]``) or a URI (``s3://…``).
+    ``model``: ``REGISTRY/NAME`` (its serving version), ``REGISTRY/NAME/VERSION`` or ``REGISTRY/NAME@LABEL``.
+    One row per input (path, sha256, label, confidence, ``score_<class>``, model, model_version,
+    error) in ``format`` (parquet, jsonl, csv) part files; ``resume=True`` finishes an interrupted
+    job. Embedded local Ray unless ``address`` (or ``RAY_ADDRESS``) names a cluster (``imgclf.batch``).
+
+    Example:
+
+    >>> result = imgclf.predict_batch("photos/", model="registry/cats_dogs", out="scores/")
+    >>> result.images, result.errors, result.summary.get("accuracy")
+    (3000, 2, None)
+    """
+    from imgclf.batch import predict_batch as run_batch
+
+    return run_batch(
+        source, model, out, fmt=format, batch_size=batch_size, concurrency=concurrency, address=address,
+        resume=resume, rows_per_file=rows_per_file, progress=progress, verbose=verbose,
+    )  # fmt: skip
+
+
 def _check_paths(paths: Iterable[str], what: str) -> None:
     for path in paths:
         if not Path(path).expanduser().exists():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from imgclf.cli import data, gateway, models, monitor, retrain, serve, training, tune  # noqa: F401  (they register their commands)
+from imgclf.cli import batch, data, gateway, models, monitor, retrain, serve, training, tune  # noqa: F401  (they register their commands)
 from imgclf.cli.base import app, console
 from imgclf.cli.quiet import silence_tensorflow_startup
 
