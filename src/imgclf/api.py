@@ -137,20 +137,28 @@ def export(
     name: str | None = None,
     reference_data: str | None = None,
     tta: str = "none",
+    tflite: list[str] | tuple[str, ...] | str = (),
+    representative_images: int = 200,
 ) -> Path:
     """Export a trained run as the next version of ``name`` in ``registry``; return the version directory.
 
     The first version of a model becomes its stable version; later ones are candidates until promoted.
     ``tta="flip"`` (or ``"flip+crops"``) makes every signature answer the mean class scores over
     augmented views of each image (``imgclf.export.tta``): 2 (or 12) model runs per image.
+    ``tflite=["int8", "float16"]`` (or ``"int8,float16"``) adds LiteRT variants beside the SavedModel
+    (``imgclf.export.litert``; the first is ``model.tflite``); ``representative_images`` training images
+    calibrate int8. A variant that fails to convert raises ``ExportError`` after the version is published.
     """
-    from imgclf.contract import check_tta
+    from imgclf.contract import check_tflite_variants, check_tta
 
     check_tta(tta)
+    variants = check_tflite_variants([tflite] if isinstance(tflite, str) else list(tflite))
+    if representative_images < 1:
+        raise ConfigError(f"representative_images must be at least 1, got {representative_images}")
     RunDir(_run_path(run)).require_trained()
     from imgclf.registry.publish import export_run
 
-    return export_run(_run_path(run), registry, name, reference_data, tta)
+    return export_run(_run_path(run), registry, name, reference_data, tta, variants, representative_images)
 
 
 def load(path: str | Path) -> Model:

@@ -224,18 +224,43 @@ def export(
             "mirror image) or flip+crops (12 views: 5 crops and the image, each mirrored). Costs as many model runs."
         ),
     ] = "none",
+    tflite: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Also write a LiteRT (TFLite) variant beside the SavedModel: int8 (full-integer, calibrated on "
+            "training images), float16, dynamic (int8 weights) or float32. Repeat it or give a list (int8,float16); "
+            "the first is model.tflite (TF Serving's --prefer_tflite_model), the others model.VARIANT.tflite."
+        ),
+    ] = None,
+    representative_images: Annotated[
+        int, typer.Option(help="Training images (seeded draw) that calibrate the int8 variant.")
+    ] = 200,
 ) -> None:
     """Write a versioned SavedModel that takes encoded image bytes (TF Serving can load it).
 
     The first version of a model becomes stable; later versions are candidates until promoted.
     """
     from imgclf import api
-    from imgclf.contract import check_tta
+    from imgclf.contract import check_tflite_variants, check_tta
+    from imgclf.errors import ConfigError
     from imgclf.registry.store import Registry
 
     check_tta(tta, "--tta")  # before TensorFlow loads
-    path = api.export(run_dir, registry=registry, name=name, reference_data=reference_data, tta=tta)
+    variants = check_tflite_variants(tflite or [], "--tflite")
+    if representative_images < 1:
+        raise ConfigError(f"invalid --representative-images {representative_images}: at least 1")
+    path = api.export(
+        run_dir,
+        registry=registry,
+        name=name,
+        reference_data=reference_data,
+        tta=tta,
+        tflite=variants,
+        representative_images=representative_images,
+    )
     console.print(f"Exported {path}", highlight=False)
+    if variants:
+        _print_litert_card(path)
     if tta != "none":
         console.print(f"Test-time augmentation {tta}: every signature averages the scores over its views.")
     model, version = path.parent.name, int(path.name)
@@ -256,6 +281,33 @@ def export(
             f"  imgclf models promote {model} {version} --to canary --share 0.1",
             highlight=False,
         )
+
+
+def _print_litert_card(version_dir: Path) -> None:
+    """The export's LiteRT variants as the model card records them (size, quantization, measured metrics)."""
+    from imgclf.contract import read_model_card
+
+    litert = read_model_card(version_dir).get("litert", {})
+    measured = litert.get("measured_on", {})
+    rows = table(
+        "variant", "file", "bytes", "accuracy", "agreement", "ECE", "input quantization",
+        title=f"LiteRT variants, measured on {measured.get('data')} ({measured.get('num_examples')} images)",
+        right=("bytes", "accuracy", "agreement", "ECE"),
+    )  # fmt: skip
+    float_metrics = measured.get("float", {})
+    rows.add_row("float (TensorFlow)", "saved_model.pb", "", _number(float_metrics.get("accuracy")), "1.0000",
+                 _number(float_metrics.get("expected_calibration_error")), "")  # fmt: skip
+    for variant, entry in litert.get("variants", {}).items():
+        metrics, quantization = entry.get("metrics", {}), entry.get("input", {}).get("quantization")
+        shown = f"scale {quantization['scale']:.6g}, zero point {quantization['zero_point']}" if quantization else ""
+        rows.add_row(variant, entry["file"], str(entry["bytes"]), _number(metrics.get("accuracy")),
+                     _number(metrics.get("agreement_with_float")), _number(metrics.get("expected_calibration_error")),
+                     shown)  # fmt: skip
+    console.print(rows)
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
 
 
 @app.command()

@@ -76,10 +76,13 @@ from imgclf.contract import (
     SERVING_SIGNATURE,
     TTA_NONE,
     WARMUP_FILE,
+    check_tflite_variants,
     check_tta,
 )
 from imgclf.errors import ExportError
+from imgclf.export.decision import decision
 from imgclf.export.input_statistics import input_statistics
+from imgclf.export.litert import DEFAULT_REPRESENTATIVE_IMAGES, export_variants
 from imgclf.export.model_card import build_model_card
 from imgclf.export.reference import build_reference_profile
 from imgclf.export.tta import first_view, make_views, mean_over_views, view_count
@@ -90,12 +93,6 @@ from imgclf.preprocessing import PreprocessingSpec, decode_and_resize_batch, nor
 from imgclf.run_dir import RunDir, read_json
 
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-def _decision(scores: tf.Tensor, threshold: float | None) -> tf.Tensor:
-    if threshold is None:
-        return tf.argmax(scores, axis=-1, output_type=tf.int64)
-    return tf.cast(scores[:, 1] >= threshold, tf.int64)
 
 
 def projection_matrix(input_dim: int, dim: int = PROJECTION_DIM, seed: int = PROJECTION_SEED) -> np.ndarray:
@@ -134,7 +131,7 @@ def build_archive(
         return first_view(tf.cast(embedding, tf.float32), views), mean_over_views(class_scores(raw), views)
 
     def outputs(embedding: tf.Tensor, scores: tf.Tensor) -> dict[str, tf.Tensor]:
-        class_ids = _decision(scores, threshold)
+        class_ids = decision(scores, threshold)
         return {
             OUTPUT_SCORES: scores,
             OUTPUT_CLASS_IDS: class_ids,
@@ -250,7 +247,13 @@ def check_model_name(name: str) -> str:
 
 
 def write_export(
-    run_dir: str | Path, out: Path, name: str, reference_data: str | None = None, tta: str = TTA_NONE
+    run_dir: str | Path,
+    out: Path,
+    name: str,
+    reference_data: str | None = None,
+    tta: str = TTA_NONE,
+    tflite: list[str] | tuple[str, ...] = (),
+    representative_images: int = DEFAULT_REPRESENTATIVE_IMAGES,
 ) -> dict[str, Any]:
     """Write a trained run's export into the new directory ``out``; return its model card.
 
@@ -260,8 +263,11 @@ def write_export(
     run's validation split as the images the reference profile is measured on. ``tta`` (``none``,
     ``flip`` or ``flip+crops``) bakes test-time augmentation into every signature
     (``imgclf.export.tta``); the reference profile is measured with it, as production will be.
+    ``tflite`` names LiteRT variants to write beside the SavedModel (``imgclf.export.litert``); the
+    card's ``litert`` entry describes them and, under ``failed``, the ones whose conversion failed.
     """
     check_tta(tta)
+    tflite = check_tflite_variants(list(tflite))
     run = RunDir(Path(run_dir).expanduser().resolve())
     run.require_trained()
     check_model_name(name)
@@ -287,4 +293,8 @@ def write_export(
         "reference_accuracy": profile.accuracy,
         "embedding": profile.embedding,
     }
+    if tflite:
+        card["litert"], _ = export_variants(
+            out, run, model, classes, spec, threshold, list(tflite), representative_images, tta
+        )
     return card
