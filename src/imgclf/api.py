@@ -161,18 +161,48 @@ def export(
     return export_run(_run_path(run), registry, name, reference_data, tta, variants, representative_images)
 
 
-def load(path: str | Path) -> Model:
+def load(path: str | Path, tflite: str | None = None) -> Model:
     """An exported model: a version directory, or a model directory in a registry (the version it
-    serves; without registry state, its newest whole version)."""
+    serves; without registry state, its newest whole version). ``tflite="int8"`` (or another variant
+    the export holds) runs that LiteRT variant instead of the SavedModel, with the same answers'
+    shape (``imgclf.export.inference.LiteRTExportedModel``)."""
     path = Path(path).expanduser()
     if not path.exists():
         raise ExportError(f"no exported model at {path}")
-    from imgclf.export.inference import ExportedModel
+    from imgclf.contract import check_tflite_variants
+    from imgclf.export.inference import ExportedModel, LiteRTExportedModel
     from imgclf.registry.store import STATE_FILE, Registry
 
+    if tflite is not None:
+        tflite = check_tflite_variants([tflite])[0]
     if (path / STATE_FILE).is_file():
         path = path / str(Registry(path.parent).serving_version(path.name))
+    if tflite is not None:
+        return Model(LiteRTExportedModel.load_variant(path, tflite))
     return Model(ExportedModel.load(path))
+
+
+def evaluate_tflite(
+    run: RunLike,
+    variants: list[str] | str,
+    data: str | Path | None = None,
+    split: str | None = None,
+    representative_images: int = 200,
+) -> dict[str, Any]:
+    """The run's float model and its LiteRT variants side by side on its validation split (or ``data``):
+    accuracy, top-1 agreement with float, ECE, size, latency p50 at batch 1 and 32. Writes
+    ``RUN/eval/litert.json``; returns ``{"data", "num_examples", "rows": [...], "failed": {...}}``."""
+    from imgclf.contract import check_tflite_variants
+
+    chosen = check_tflite_variants([variants] if isinstance(variants, str) else list(variants))
+    RunDir(_run_path(run)).require_trained()
+    if data is not None:
+        _check_paths([str(data)], "dataset path")
+    from imgclf.export.litert import evaluate_run_variants
+
+    return evaluate_run_variants(
+        _run_path(run), chosen, None if data is None else str(data), split, representative_images
+    )
 
 
 class Model:
@@ -211,6 +241,31 @@ class Model:
     def classify_files(self, paths: Iterable[str | Path]) -> list[Any]:
         """Per-file results that carry an ``error`` instead of raising (what ``imgclf predict`` prints)."""
         return self._exported.classify_files(list(paths))
+
+    def compare_tflite(self, paths: Iterable[str | Path], variants: list[str] | str) -> list[dict[str, Any]]:
+        """This export's SavedModel and its LiteRT ``variants`` side by side on image files (those that
+        decode): top-1 agreement with float, size, latency p50 at batch 1 and 32, and accuracy and ECE
+        when every file sits in a folder named after one of the classes."""
+        import numpy as np
+
+        from imgclf.contract import check_tflite_variants
+        from imgclf.data.inspection import inspect_bytes
+        from imgclf.export.litert import compare_export_variants
+
+        chosen = check_tflite_variants([variants] if isinstance(variants, str) else list(variants))
+        usable = []
+        for path in map(Path, paths):
+            try:
+                data = path.read_bytes()
+            except OSError:
+                continue
+            if inspect_bytes(path, data).usable:
+                usable.append((path, data))
+        if not usable:
+            raise ImageDecodeError("no decodable image to compare the models on")
+        labelled = all(path.parent.name in self.classes for path, _ in usable)
+        y_true = np.array([self.classes.index(p.parent.name) for p, _ in usable]) if labelled else None
+        return compare_export_variants(self.path, chosen, [data for _, data in usable], y_true)
 
 
 def predict_batch(

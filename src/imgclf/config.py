@@ -73,6 +73,7 @@ class TrainConfig(BaseModel):
     exclude: str | None = None  # a `data check --json` report whose flagged files are left out
     init_from: str | None = None  # warm start: a checkpoint (.keras) of the same architecture and classes
     keep_best: bool = False  # keep the linear probe when it beats the fine-tuned model on validation
+    calibrate: bool = True  # fit a temperature on validation and fold it into the scores layer
     chosen: dict[str, str] = Field(default_factory=dict)  # written by training: option -> why it was picked
 
     @property

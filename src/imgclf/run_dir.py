@@ -13,7 +13,8 @@
       tensorboard/         TensorBoard logs
       weights/best.keras   the best checkpoint (lowest validation loss)
       backup/              Keras BackupAndRestore state while a phase runs
-      eval/                written by `imgclf evaluate` (baseline.json: by training, the baseline guard)
+      eval/                written by `imgclf evaluate` (by training: baseline.json, the baseline guard;
+                           calibration.json, the temperature folded into the scores layer)
       lineage.json         written by `imgclf retrain`: parent version, data counts, trigger
 """
 
@@ -84,6 +85,11 @@ class RunDir:
     def baseline(self) -> Path:
         """Written by training: the linear probe on frozen features against the fine-tuned model."""
         return self.eval_dir / "baseline.json"
+
+    @property
+    def calibration(self) -> Path:
+        """Written by training: the temperature fitted on validation and folded into the scores layer."""
+        return self.eval_dir / "calibration.json"
 
     def read_labels(self) -> list[str]:
         if not self.labels.is_file():

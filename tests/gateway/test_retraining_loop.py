@@ -63,11 +63,14 @@ def test_reviewed_traffic_retrains_a_better_canary_that_the_judge_promotes(
     from imgclf.registry.publish import export_run
     from tests.conftest import tiny_config
 
+    # Batch size 4: the retrains inherit it, so even their first epoch takes tens of steps. Early stopping keeps
+    # the best epoch on validation, and with wrong reviews that is the first; at batch 32 it was three steps
+    # from stable's weights, not enough to be refused reliably (the candidate passed as "not worse").
     rows = [[str(p), label, "train"] for p, label in _files(cats_dogs_dir, "train", 0, 6)]
     rows += [[str(p), label, "val"] for p, label in _files(cats_dogs_dir, "validation", 0, 10)]
     config = tiny_config(
         write_csv(tmp_path / "v1.csv", rows), tmp_path / "v1", model="mobilenet_v2", alpha=0.35,
-        weights=str(mobilenet_v2_weights), image_size=128, epochs=8, fine_tune_epochs=0,
+        weights=str(mobilenet_v2_weights), image_size=128, epochs=8, fine_tune_epochs=0, batch_size=4,
     )  # fmt: skip
     run = train(config, report=lambda _: None)
     registry_dir = tmp_path / "registry"
@@ -125,9 +128,10 @@ def test_reviewed_traffic_retrains_a_better_canary_that_the_judge_promotes(
         assert registry.state("cats_dogs").stable == 2 and registry.state("cats_dogs").canary is None
         assert [d["outcome"] for d in registry.state("cats_dogs").decisions] == ["canary", "promote"]
 
-        # A sloppy reviewer relabels every uncertain item wrongly; audit items stay right. The gate refuses.
+        # A sloppy reviewer relabels every reviewed item wrongly (earlier ones too); audit items stay right.
+        # The gate refuses.
         wrong = {"cats": "dogs", "dogs": "cats"}
-        _traffic(running.client, key, _files(cats_dogs_dir, "train", 400, 40), truth, failures)
+        _traffic(running.client, key, _files(cats_dogs_dir, "train", 400, 60), truth, failures)
         _review_queue(running.client, reviewer, truth.__getitem__)
         page = running.client.get("/v1/reviews", params={"status": "reviewed", "limit": 500},
                                   headers=bearer(reviewer)).json()  # fmt: skip

@@ -109,6 +109,13 @@ def train(
             "--keep-best", help="Keep the linear probe on frozen features when it beats the fine-tuned model."
         ),
     ] = TRAIN["keep_best"].default,
+    calibrate: Annotated[
+        bool,
+        typer.Option(
+            "--calibrate/--no-calibrate",
+            help="Fit a temperature on the validation split and fold it into the scores (accuracy unchanged).",
+        ),
+    ] = TRAIN["calibrate"].default,
     resume: Annotated[
         bool,
         typer.Option("--resume", help="Continue the interrupted run in --out (with its saved config)."),
@@ -310,6 +317,18 @@ def _number(value: float | None) -> str:
     return "" if value is None else f"{value:.4f}"
 
 
+def _print_side_by_side(rows: list[dict], data: str) -> None:
+    """The float model and its LiteRT variants, one row each (``imgclf.export.litert.compare``)."""
+    numbers = ("accuracy", "agreement", "ECE", "MB", "p50 b1 ms", "p50 b32 ms")
+    shown = table("model", *numbers, title=f"float vs LiteRT on {data}", right=numbers)
+    for row in rows:
+        size = "" if row.get("bytes") is None else f"{row['bytes'] / 1e6:.2f}"
+        latency = [f"{row.get(f'latency_ms_p50_batch{b}', 0):.2f}" for b in (1, 32)]
+        shown.add_row(row["model"], _number(row["accuracy"]), _number(row["agreement_with_float"]),
+                      _number(row["expected_calibration_error"]), size, *latency)  # fmt: skip
+    console.print(shown)
+
+
 @app.command()
 def predict(
     model_dir: Annotated[
@@ -317,13 +336,25 @@ def predict(
     ],
     images: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) or globs.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+    tflite: Annotated[
+        str | None,
+        typer.Option(
+            help="Classify with the export's LiteRT variant (int8, float16, dynamic, float32) and compare it with "
+            "the SavedModel side by side on these files (accuracy and ECE when folders are named by class)."
+        ),
+    ] = None,
 ) -> None:
     """Classify image files with an exported model."""
     from imgclf import api
     from imgclf.data.sources import expand_paths
 
+    if tflite is not None:
+        from imgclf.contract import check_tflite_variants
+
+        tflite = check_tflite_variants([tflite], "--tflite")[0]
     files = expand_paths(images)  # before the model loads: a wrong path answers at once
-    results = api.load(model_dir).classify_files(files)  # a registry model: the version its traffic gets
+    model = api.load(model_dir, tflite=tflite)  # a registry model: the version its traffic gets
+    results = model.classify_files(files)
     for result in results:
         if as_json:
             print(json.dumps(result.to_dict()))
@@ -333,6 +364,12 @@ def predict(
             top = sorted(result.scores.items(), key=lambda kv: -kv[1])[:3]
             shown = "  ".join(f"{label} {score:.3f}" for label, score in top)
             console.print(f"{result.path}: [bold]{result.label}[/bold] ({result.confidence:.3f})  {shown}")
+    if tflite is not None and any(not r.error for r in results):
+        rows = model.compare_tflite([r.path for r in results if not r.error], tflite)
+        if as_json:
+            print(json.dumps({"litert_comparison": rows}), file=sys.stderr)
+        else:
+            _print_side_by_side(rows, f"these {rows[0]['num_examples']} images")
     failed = sum(1 for r in results if r.error)
     if failed:
         print(f"error: {failed} of {len(results)} file(s) could not be classified", file=sys.stderr)

@@ -22,12 +22,18 @@ import tensorflow as tf
 
 from imgclf.contract import (
     INPUT_BYTES,
+    LITERT_DECIDE_SIGNATURE,
+    LITERT_DECODE_SIGNATURE,
+    LITERT_INPUT,
+    LITERT_IO_DIR,
+    OUTPUT_INPUT_STATISTICS,
     OUTPUT_LABELS,
     OUTPUT_SCORES,
     SERVING_SIGNATURE,
     check_export,
     read_labels,
     read_model_card,
+    tflite_variant_path,
     version_directories,
 )
 from imgclf.data.inspection import inspect_bytes
@@ -130,3 +136,45 @@ class ExportedModel:
                 results[index].confidence = float(scores[names.index(label)]) if label in names else None
                 results[index].scores = {n: float(s) for n, s in zip(names, scores, strict=True)}
         return results
+
+
+@dataclass
+class LiteRTExportedModel(ExportedModel):
+    """An export's LiteRT variant, used like ``ExportedModel``: encoded bytes in, the same outputs.
+
+    Decoding and the decision run through the export's ``assets.extra/litert_io`` SavedModel (the
+    graphs ``imgclf.preprocessing`` and the export's threshold made); the network runs on the LiteRT
+    interpreter. Outputs: ``scores``, ``class_ids``, ``labels``, ``input_statistics`` (no embedding).
+    """
+
+    variant: str = ""
+    runtime: Any = None  # imgclf.serving.litert.LiteRTModel
+
+    @classmethod
+    def load_variant(cls, model_dir: str | Path, variant: str) -> LiteRTExportedModel:
+        from imgclf.serving.litert import LiteRTModel
+
+        path = resolve_version_dir(model_dir)
+        file = tflite_variant_path(path, variant)
+        try:
+            io = tf.saved_model.load(str(path / LITERT_IO_DIR))
+        except Exception as exc:
+            raise ExportError(f"cannot load {path / LITERT_IO_DIR} (the LiteRT variant's decoder): {exc}") from None
+        return cls(path, read_labels(path), read_model_card(path), None, io, variant=variant, runtime=LiteRTModel(file))
+
+    def decode(self, images: list[bytes]) -> dict[str, np.ndarray]:
+        """``normalized_pixels``, ``pixels`` and ``input_statistics`` of encoded images (all decodable)."""
+        decoded = self.loaded.signatures[LITERT_DECODE_SIGNATURE](**{INPUT_BYTES: tf.constant(images, tf.string)})
+        return {key: value.numpy() for key, value in decoded.items()}
+
+    def predict_bytes(self, images: list[bytes], signature: str = SERVING_SIGNATURE) -> dict[str, np.ndarray]:
+        if signature != SERVING_SIGNATURE:
+            raise ExportError(f"a LiteRT variant answers {SERVING_SIGNATURE!r} only, not {signature!r}")
+        decoded = self.decode(images)
+        scores = self.runtime.run(decoded[LITERT_INPUT])
+        decided = self.loaded.signatures[LITERT_DECIDE_SIGNATURE](**{OUTPUT_SCORES: tf.constant(scores)})
+        return {
+            OUTPUT_SCORES: scores,
+            **{key: value.numpy() for key, value in decided.items()},
+            OUTPUT_INPUT_STATISTICS: decoded[OUTPUT_INPUT_STATISTICS],
+        }

@@ -450,5 +450,89 @@ def export_variants(
     return entry, failures
 
 
+# ------------------------------------------------------------------ imgclf evaluate / predict --tflite
+
+
+def evaluate_run_variants(
+    run_dir: str | Path,
+    variants: list[str],
+    data: str | None = None,
+    split: str | None = None,
+    representative_images: int = DEFAULT_REPRESENTATIVE_IMAGES,
+    latency_runs: dict[int, int] | None = None,
+) -> dict[str, Any]:
+    """``imgclf evaluate RUN --tflite VARIANT``: convert the run's model (child process, as export does)
+    and compare the float model with each variant on the evaluation split; writes ``RUN/eval/litert.json``."""
+    import keras
+
+    from imgclf.config import TrainConfig
+    from imgclf.evaluation.evaluate import choose_data
+    from imgclf.modeling.training import preprocessing_spec
+    from imgclf.run_dir import RunDir, write_json
+    from imgclf.serving.litert import LiteRTModel
+
+    variants = check_tflite_variants(variants)
+    run = RunDir(Path(run_dir).expanduser().resolve())
+    run.require_trained()
+    spec = preprocessing_spec(TrainConfig.load(run.config))
+    classes = run.read_labels()
+    dataset, source = choose_data(run, data, split)
+    unknown = sorted(set(dataset.classes) - set(classes))
+    if unknown:
+        raise ExportError(f"class(es) the model does not know: {', '.join(unknown)}")
+    representative = representative_paths(run.manifest, representative_images) if "int8" in variants else []
+    model = keras.models.load_model(run.best_checkpoint, compile=False)
+    with tempfile.TemporaryDirectory(prefix="imgclf-litert-eval-") as scratch:
+        targets = {variant: Path(scratch) / f"model.{variant}.tflite" for variant in variants}
+        failed = {v: r for v, r in convert_in_child(run.best_checkpoint, spec, targets, representative).items() if r}
+        loaded = {v: LiteRTModel(targets[v]) for v in variants if v not in failed}
+        if not loaded:
+            raise ExportError("LiteRT conversion failed: " + "; ".join(f"{v}: {r}" for v, r in failed.items()))
+        index = {name: i for i, name in enumerate(classes)}
+        pixels, normalized, kept = decode_files([str(s.path) for s in dataset.samples], spec)
+        y_true = np.array([index[dataset.samples[i].label] for i in kept])
+        runtimes = [Runtime("float (TensorFlow)", float_model_scores(model, spec), _size(run.best_checkpoint), False)]
+        runtimes += [Runtime(f"LiteRT {v}", loaded[v].run, loaded[v].size_bytes, True) for v in loaded]
+        rows = compare(runtimes, pixels, normalized, y_true, latency_runs=latency_runs)
+    result: dict[str, Any] = {"data": source, "num_examples": len(kept), "rows": rows, "failed": failed}
+    result["representative_images"] = len(representative) if representative else None
+    write_json(run.eval_dir / "litert.json", result)
+    return result
+
+
+def compare_export_variants(
+    version_dir: Path,
+    variants: list[str],
+    images: list[bytes],
+    y_true: np.ndarray | None,
+    latency_runs: dict[int, int] | None = None,
+) -> list[dict[str, Any]]:
+    """``imgclf predict MODEL --tflite VARIANT``: the export's SavedModel (``serving_pixels``) and its
+    LiteRT variants on the same decoded images (decoded once by the export's ``litert_io``)."""
+    import tensorflow as tf
+
+    from imgclf.contract import PIXELS_SIGNATURE
+    from imgclf.export.inference import ExportedModel, LiteRTExportedModel
+
+    saved = ExportedModel.load(version_dir)
+    litert = {variant: LiteRTExportedModel.load_variant(version_dir, variant) for variant in variants}
+    decoded = next(iter(litert.values())).decode(images)
+    pixels_signature = saved.loaded.signatures[PIXELS_SIGNATURE]
+
+    def float_scores(pixels: np.ndarray) -> np.ndarray:
+        return pixels_signature(**{INPUT_PIXELS: tf.constant(pixels, tf.float32)})[OUTPUT_SCORES].numpy()
+
+    saved_bytes = _size(saved.path / "saved_model.pb") + _size(saved.path / "variables")
+    runtimes = [Runtime("float (SavedModel)", float_scores, saved_bytes, False)]
+    runtimes += [Runtime(f"LiteRT {v}", m.runtime.run, m.runtime.size_bytes, True) for v, m in litert.items()]
+    return compare(runtimes, decoded[INPUT_PIXELS], decoded[LITERT_INPUT], y_true, latency_runs=latency_runs)
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(child.stat().st_size for child in path.rglob("*") if child.is_file())
+
+
 if __name__ == "__main__":
     sys.exit(child_main(sys.argv[1]))

@@ -46,7 +46,7 @@ PROBE_REGULARISATION = (0.01, 0.1, 1.0)  # C values tried by 3-fold cross-valida
 BATCH_SIZE = 64
 
 
-def _scored(model: keras.Model, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+def scored(model: keras.Model, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
     """The model's outputs and the labels, batch by batch (labels taken from the same batches)."""
     forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     outputs, labels = [], []
@@ -77,7 +77,7 @@ def fit_linear_probe(
     def features(split: str) -> tuple[np.ndarray, np.ndarray]:
         samples = prepared.split(split)
         paths, labels = [str(s.path) for s in samples], [index[s.label] for s in samples]
-        return _scored(features_model, make_dataset(paths, labels, spec, BATCH_SIZE, training=False, cache=False))
+        return scored(features_model, make_dataset(paths, labels, spec, BATCH_SIZE, training=False, cache=False))
 
     x_train, y_train = features("train")
     mean, scale = x_train.mean(axis=0), x_train.std(axis=0) + 1e-6
@@ -118,8 +118,8 @@ def guard(
         [str(s.path) for s in val], [index[s.label] for s in val], spec, BATCH_SIZE, training=False, cache=False
     )
     fine_tuned = keras.models.load_model(run.best_checkpoint, compile=False)
-    probe_scores, labels = _scored(probe, dataset)
-    model_scores, _ = _scored(fine_tuned, dataset)
+    probe_scores, labels = scored(probe, dataset)
+    model_scores, _ = scored(fine_tuned, dataset)
     probe_metrics = _metrics(labels, np.asarray(class_scores(probe_scores)))
     model_metrics = _metrics(labels, np.asarray(class_scores(model_scores)))
     probe_wins = probe_metrics["accuracy"] > model_metrics["accuracy"]  # worse = less accurate on validation

@@ -39,6 +39,7 @@ from imgclf.modeling.architectures import (
     validate_model_options,
 )
 from imgclf.modeling.baseline import guard
+from imgclf.modeling.calibration import calibrate
 from imgclf.modeling.defaults import IMBALANCE_LIMIT, choose_defaults
 from imgclf.modeling.learning_curves import plot_learning_curves
 from imgclf.modeling.strategy import choose_strategy, describe
@@ -269,6 +270,8 @@ def train(
     shutil.rmtree(run.path / "backup", ignore_errors=True)  # only empty folders remain after success
     if config.pretrained and baseline:
         _guard(config, run, prepared, report)
+    if config.calibrate:
+        calibrate(run, prepared, preprocessing_spec(config), config.seed, report)
     plot_learning_curves(run.history, run.learning_curves, run.read_progress().get("fine_tune_started_epoch"))
     report(f"Run saved to {run.path}")
     return run

@@ -51,7 +51,7 @@ Reporter = Callable[[str], object]
 STUDY_NAME = "imgclf-tune"
 # Options that define the task rather than the recipe: never searched.
 NOT_SEARCHED = {"data", "out", "model", "alpha", "weights", "seed", "batch_size", "val_fraction", "exclude",
-                "mixed_precision", "cache", "init_from", "keep_best", "resize_mode", "class_weights",
+                "mixed_precision", "cache", "init_from", "keep_best", "calibrate", "resize_mode", "class_weights",
                 "early_stopping_patience", "chosen"}  # fmt: skip
 
 
