@@ -178,10 +178,32 @@ def evaluate(
     split: Annotated[str | None, typer.Option(help="Split of --data to use (default val, else test).")] = None,
     target_precision: Annotated[float | None, typer.Option(help="Binary: threshold reaching this precision.")] = None,
     target_recall: Annotated[float | None, typer.Option(help="Binary: threshold reaching this recall.")] = None,
+    tflite: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Instead: convert the model to these LiteRT variants (int8, float16, dynamic, float32; repeat or "
+            "list) and compare them with the float model side by side (accuracy, agreement, ECE, size, latency)."
+        ),
+    ] = None,
+    representative_images: Annotated[
+        int, typer.Option(help="With --tflite int8: training images (seeded draw) that calibrate it.")
+    ] = 200,
 ) -> None:
     """Per-class metrics, confusion matrix, ROC/PR, calibration and a decision threshold (binary)."""
     from imgclf import api
 
+    if tflite:
+        from imgclf.contract import check_tflite_variants
+
+        variants = check_tflite_variants(tflite, "--tflite")  # before TensorFlow loads
+        result = api.evaluate_tflite(run_dir, variants, data, split, representative_images)
+        _print_side_by_side(result["rows"], f"{result['data']} ({result['num_examples']} images)")
+        for variant, reason in result["failed"].items():
+            console.print(f"[red]LiteRT {variant} failed[/red]: {reason}", highlight=False)
+        console.print(f"Results: {Path(run_dir) / 'eval' / 'litert.json'}", highlight=False)
+        if result["failed"]:
+            raise typer.Exit(2)
+        return
     metrics = api.evaluate(run_dir, data, split, target_precision, target_recall)
     numbers = ("precision", "recall", "f1", "support")
     rows = table(
