@@ -25,7 +25,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/lint-imports  # the layer contracts in pyproject.toml
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15  # the slowest tests, so the suite stays well under 20 minutes
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
