@@ -187,7 +187,7 @@ def _ray(address: str | None, verbose: bool) -> Iterator[Any]:
     try:
         with _environment({} if verbose else QUIET_NATIVE_LOGS), _native_stderr(verbose):
             _init(ray, address, level, verbose)
-    except (ConnectionError, RuntimeError, ValueError) as error:
+    except (ConnectionError, RuntimeError, ValueError, OSError) as error:
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         raise ConfigError(f"cannot start or reach {where}: {str(error).strip().splitlines()[0]}") from None
     try:
