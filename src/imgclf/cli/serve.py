@@ -78,6 +78,14 @@ def serve(
     grace: Annotated[float, typer.Option("--shutdown-grace-seconds", help="Time to drain on SIGTERM.")] = SERVER[
         "shutdown_grace_seconds"
     ],
+    prefer_tflite_model: Annotated[
+        bool,
+        typer.Option(
+            "--prefer-tflite-model",
+            help="Answer versions that hold model.tflite (imgclf export --tflite) with the LiteRT interpreter; "
+            "the same REST/gRPC contract without embedding_projection. A .tflite that cannot load is skipped.",
+        ),
+    ] = SERVER["prefer_tflite_model"],
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Serve exported models over TF Serving's REST and gRPC protocol (batching, hot version swaps)."""
@@ -103,6 +111,7 @@ def serve(
         tensorflow_inter_op_parallelism=inter_op,
         grpc_max_threads=grpc_max_threads,
         shutdown_grace_seconds=grace,
+        prefer_tflite_model=prefer_tflite_model,
     )
     server = ModelServer(options)
     server.start()

@@ -26,8 +26,30 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2
 
-from imgclf.errors import ExportError
+from imgclf.contract import (
+    CLASSIFY_INPUTS,
+    CLASSIFY_OUTPUT_CLASSES,
+    CLASSIFY_OUTPUT_SCORES,
+    CLASSIFY_SIGNATURE,
+    INPUT_BYTES,
+    LITERT_DECIDE_SIGNATURE,
+    LITERT_DECODE_SIGNATURE,
+    LITERT_EXAMPLES_SIGNATURE,
+    LITERT_INPUT,
+    LITERT_IO_DIR,
+    LITERT_SERVED_SIGNATURES,
+    OUTPUT_CLASS_IDS,
+    OUTPUT_INPUT_STATISTICS,
+    OUTPUT_LABELS,
+    OUTPUT_SCORES,
+    TFLITE_FILE,
+)
+from imgclf.errors import ExportError, ServingError
+from imgclf.serving.servable import DEFAULT_SIGNATURE, ServableVersion, Signature, TensorSpec, read_signature_defs
+from imgclf.serving.status import from_tensorflow
 
 MAX_CHUNK = 64  # larger batches run as several chunks of 64 (and smaller powers of two)
 
@@ -134,3 +156,89 @@ def _named(quantization: tuple[float, int] | None) -> dict[str, Any]:
     if quantization is None:
         return {"quantization": None}
     return {"quantization": {"scale": quantization[0], "zero_point": quantization[1]}}
+
+
+class LiteRTServableVersion(ServableVersion):
+    """A version answered by its ``model.tflite`` (``imgclf serve --prefer-tflite-model``).
+
+    The same contract as the SavedModel: ``serving_default`` takes ``image_bytes`` and answers
+    ``scores``, ``class_ids``, ``labels`` and ``input_statistics``; ``classify`` takes tf.Examples.
+    Bytes become the ``.tflite``'s input through the export's ``assets.extra/litert_io`` SavedModel
+    (its ``decode`` and ``decide`` signatures: the export's own preprocessing and threshold), so
+    nothing here knows about preprocessing. Not answered: ``embedding_projection`` (the ``.tflite``
+    has no embedding output), ``serving_features`` and ``serving_pixels``. Metadata is the
+    SavedModel's SignatureDefs (read from ``saved_model.pb``, not loaded) less what is not answered.
+    """
+
+    runtime = "TFLite"
+
+    def __init__(self, name: str, version: int, path: Path, io, signature_defs, model: LiteRTModel) -> None:  # type: ignore[no-untyped-def]
+        self.name, self.version, self.path = name, version, path
+        self._loaded = io
+        self.model = model
+        self.signature_defs = signature_defs
+        self.signatures = {
+            key: Signature(
+                key,
+                definition.method_name,
+                {alias: TensorSpec.from_tensor_info(alias, info) for alias, info in definition.inputs.items()},
+                {alias: TensorSpec.from_tensor_info(alias, info) for alias, info in definition.outputs.items()},
+            )
+            for key, definition in signature_defs.items()
+        }
+
+    @classmethod
+    def load(cls, path: str | Path, name: str, version: int, num_threads: int | None = None) -> LiteRTServableVersion:  # type: ignore[override]
+        path = Path(path)
+        model = LiteRTModel(path / TFLITE_FILE, num_threads)
+        io = tf.saved_model.load(str(path / LITERT_IO_DIR))
+        for needed in (LITERT_DECODE_SIGNATURE, LITERT_EXAMPLES_SIGNATURE, LITERT_DECIDE_SIGNATURE):
+            if needed not in io.signatures:
+                raise ExportError(f"{path / LITERT_IO_DIR} has no {needed!r} signature")
+        served = {}
+        for key, definition in read_signature_defs(path).items():
+            if key not in LITERT_SERVED_SIGNATURES:
+                continue
+            copy = meta_graph_pb2.SignatureDef()
+            copy.CopyFrom(definition)
+            for alias in list(copy.outputs):
+                if alias not in _ANSWERED[key]:
+                    del copy.outputs[alias]
+            served[key] = copy
+        if DEFAULT_SIGNATURE not in served:
+            raise ExportError(f"{path} has no {DEFAULT_SIGNATURE!r} signature to serve from LiteRT")
+        return cls(name, version, path, io, served, model)
+
+    def run(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        key = signature_name or DEFAULT_SIGNATURE
+        try:
+            if key == DEFAULT_SIGNATURE:
+                decoded = self._loaded.signatures[LITERT_DECODE_SIGNATURE](
+                    **{INPUT_BYTES: tf.constant(inputs[INPUT_BYTES])}
+                )
+                scores = self.model.run(decoded[LITERT_INPUT].numpy())
+                decided = self._loaded.signatures[LITERT_DECIDE_SIGNATURE](**{OUTPUT_SCORES: tf.constant(scores)})
+                outputs = {OUTPUT_SCORES: scores, **{k: v.numpy() for k, v in decided.items()}}
+                outputs[OUTPUT_INPUT_STATISTICS] = decoded[OUTPUT_INPUT_STATISTICS].numpy()
+                return {alias: value for alias, value in outputs.items() if alias in self.signatures[key].outputs}
+            if key == CLASSIFY_SIGNATURE:
+                decoded = self._loaded.signatures[LITERT_EXAMPLES_SIGNATURE](
+                    **{CLASSIFY_INPUTS: tf.constant(inputs[CLASSIFY_INPUTS])}
+                )
+                scores = self.model.run(decoded[LITERT_INPUT].numpy())
+                labels = np.array([label.encode() for label in self.class_labels], dtype=object)
+                return {
+                    CLASSIFY_OUTPUT_CLASSES: np.broadcast_to(labels, scores.shape).copy(),
+                    CLASSIFY_OUTPUT_SCORES: scores,
+                }
+        except tf.errors.OpError as error:
+            raise from_tensorflow(error) from None
+        except (TypeError, ValueError) as error:
+            raise ServingError("INVALID_ARGUMENT", str(error).strip().splitlines()[0]) from None
+        raise ServingError("FAILED_PRECONDITION", f'Serving signature key "{key}" not found.')
+
+
+_ANSWERED = {
+    DEFAULT_SIGNATURE: (OUTPUT_SCORES, OUTPUT_CLASS_IDS, OUTPUT_LABELS, OUTPUT_INPUT_STATISTICS),
+    CLASSIFY_SIGNATURE: (CLASSIFY_OUTPUT_CLASSES, CLASSIFY_OUTPUT_SCORES),
+}

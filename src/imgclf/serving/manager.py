@@ -34,8 +34,9 @@ from typing import Any
 
 from tensorflow_serving.config import file_system_storage_path_source_pb2, model_server_config_pb2
 
-from imgclf.contract import check_export, directory_fingerprint, version_directories
+from imgclf.contract import TFLITE_FILE, check_export, directory_fingerprint, version_directories
 from imgclf.errors import ServingError
+from imgclf.serving.litert import LiteRTServableVersion
 from imgclf.serving.metrics import ServingMetrics
 from imgclf.serving.options import validate_model_config
 from imgclf.serving.servable import ServableVersion
@@ -100,8 +101,12 @@ class ModelManager:
         warmup_iterations: int = 1,
         on_unload: Callable[[str, int], None] | None = None,
         retry_backoff_seconds: float = 1.0,
+        prefer_tflite_model: bool = False,
+        tflite_threads: int | None = None,
     ) -> None:
         validate_model_config(config)
+        self.prefer_tflite_model = prefer_tflite_model
+        self.tflite_threads = tflite_threads
         self.metrics = metrics
         self.enable_warmup = enable_warmup
         self.warmup_iterations = warmup_iterations
@@ -315,11 +320,13 @@ class ModelManager:
         started = time.perf_counter()
         servable = None
         try:
-            servable = ServableVersion.load(path, name, version)
+            servable = self._load_litert(path, name, version) if self.prefer_tflite_model else None
+            if servable is None:
+                servable = ServableVersion.load(path, name, version)
+                if self.enable_warmup:
+                    self._warm_up(servable)
             self.metrics.load_attempt_count.labels(str(path), "success").inc()
             self.metrics.load_latency.labels(str(path)).inc((time.perf_counter() - started) * 1e6)
-            if self.enable_warmup:
-                self._warm_up(servable)
         except Exception as error:
             code = error.code if isinstance(error, ServingError) else "UNKNOWN"
             message = error.message if isinstance(error, ServingError) else f"{type(error).__name__}: {error}"
@@ -338,6 +345,24 @@ class ModelManager:
         with self._lock:
             status.servable, status.state = servable, AVAILABLE
         log.info("%s version %d is AVAILABLE (%.1f s)", name, version, time.perf_counter() - started)
+
+    def _load_litert(self, path: Path, name: str, version: int) -> ServableVersion | None:
+        """``--prefer-tflite-model``: the version served by its ``model.tflite`` when it has one that
+        loads and warms up; otherwise None (the SavedModel serves, and a broken ``.tflite`` never
+        takes traffic: the failure is logged)."""
+        if not (path / TFLITE_FILE).is_file():
+            return None
+        try:
+            servable = LiteRTServableVersion.load(path, name, version, self.tflite_threads)
+            if self.enable_warmup:
+                self._warm_up(servable)
+        except Exception as error:
+            message = error.message if isinstance(error, ServingError) else f"{type(error).__name__}: {error}"
+            log.error("%s version %d: %s cannot serve (%s); serving its SavedModel instead",
+                      name, version, TFLITE_FILE, message)  # fmt: skip
+            return None
+        log.info("%s version %d is served by LiteRT from %s", name, version, TFLITE_FILE)
+        return servable
 
     def _warm_up(self, servable: ServableVersion) -> None:
         started = time.perf_counter()

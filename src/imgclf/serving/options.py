@@ -89,6 +89,10 @@ class ServerOptions:
     # concurrent requests that should share a batch (TF Serving's 4 × cores caps batches at 8 on 2 cores).
     grpc_max_threads: int = field(default_factory=lambda: max(128, 4 * (os.cpu_count() or 1)))
     shutdown_grace_seconds: float = 30
+    # TF Serving's --prefer_tflite_model: a version holding model.tflite is answered by the LiteRT
+    # interpreter (XNNPACK; tensorflow_intra_op_parallelism threads, 0: every core), its SavedModel
+    # serving when the .tflite cannot load (imgclf.serving.litert).
+    prefer_tflite_model: bool = False
 
 
 def load_model_config(options: ServerOptions) -> model_server_config_pb2.ModelServerConfig:

@@ -126,9 +126,9 @@ class Predictor:
         def run(batch: Tensors) -> Tensors:
             started = time.perf_counter()
             outputs = servable.run(signature_name, batch)
-            self.metrics.runtime_latency.labels(servable.name, "Predict", RUNTIME).observe(
-                (time.perf_counter() - started) * 1e6
-            )
+            self.metrics.runtime_latency.labels(
+                servable.name, "Predict", getattr(servable, "runtime", RUNTIME)
+            ).observe((time.perf_counter() - started) * 1e6)
             return outputs
 
         if self.scheduler is not None:
@@ -237,6 +237,8 @@ def build_predictor(options: ServerOptions, metrics: ServingMetrics) -> Predicto
         enable_warmup=options.enable_model_warmup,
         warmup_iterations=options.num_request_iterations_for_warmup,
         on_unload=lambda name, version: predictor.forget(name, version),
+        prefer_tflite_model=options.prefer_tflite_model,
+        tflite_threads=options.tensorflow_intra_op_parallelism or None,
     )
     predictor = Predictor(manager, metrics, scheduler)
     return predictor

@@ -66,6 +66,8 @@ class ServableVersion:
         >>> version.run("serving_default", {"image_bytes": np.array([jpeg], dtype=object)})["labels"]
     """
 
+    runtime = "TF2"  # the runtime label of TF Serving's latency metric (LiteRT versions: TFLite)
+
     def __init__(self, name: str, version: int, path: Path, loaded, signature_defs) -> None:  # type: ignore[no-untyped-def]
         self.name = name
         self.version = version
