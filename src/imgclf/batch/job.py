@@ -6,7 +6,9 @@ once and reads, checks and classifies its batches: image bytes never travel thro
 store); the driver streams the result rows back, writes whole part files, and ends with a summary.
 
 Ray: embedded by default (``ray.init`` starts a local instance in-process: this machine's CPUs, no
-dashboard, loopback only, an object store sized for the machine, stopped at the end). With
+dashboard, node address 127.0.0.1, an object store sized for the machine, stopped at the end). Ray
+2.60's servers still listen on every interface (it has no bind-address option); its token
+authentication, on by default, is what keeps others out. With
 ``address`` (or ``RAY_ADDRESS``) the same job runs on that cluster; every node must reach SOURCE
 and the registry at the same paths (a shared volume, or URIs such as ``s3://``), and have imgclf
 installed. A Ray already initialised in this process (a notebook's) is used as it is.
@@ -205,6 +207,7 @@ def _init(ray: Any, address: str | None, level: int, verbose: bool) -> None:
     else:
         ray.init(
             address="local",
+            _node_ip_address="127.0.0.1",  # its processes find each other on loopback
             num_cpus=os.cpu_count(),
             include_dashboard=False,
             object_store_memory=object_store_bytes(),
