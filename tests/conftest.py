@@ -206,11 +206,34 @@ def photos(cats_dogs_dir) -> list[tuple[str, bytes]]:
     return [(p.name, p.read_bytes()) for p in paths]
 
 
+@pytest.fixture(scope="session")
+def litert_export(cats_dogs_dir, mobilenet_v2_weights, tmp_path_factory) -> Path:
+    """MobileNetV2 α 0.35 (ImageNet weights) trained briefly on 64 real cats_dogs photos at 96 px and
+    exported once with ``--tflite int8,float16`` (int8 calibrated on 16 training images); the version directory.
+    """
+    from imgclf.config import TrainConfig
+    from imgclf.modeling.training import train
+    from imgclf.registry.publish import export_run
+
+    root = tmp_path_factory.mktemp("litert_model")
+    rows = []
+    for split, folder, count in (("train", "train", 32), ("val", "validation", 20)):
+        for label in ("cats", "dogs"):
+            rows += [[str(p), label, split] for p in sorted((cats_dogs_dir / folder / label).iterdir())[:count]]
+    config = TrainConfig(
+        data=str(write_csv(root / "subset.csv", rows)), out=str(root / "run"), model="mobilenet_v2", alpha=0.35,
+        weights=str(mobilenet_v2_weights), image_size=96, epochs=3, fine_tune_epochs=0, batch_size=16,
+        augmentation={"enabled": False}, learning_rate=3e-3,
+    )  # fmt: skip
+    run = train(config, report=lambda _: None)
+    return export_run(run.path, root / "registry", "pets", tflite=["int8", "float16"], representative_images=16)
+
+
 # ---------------------------------------------------------------- markers
 
 # Fixtures that train a model (seconds to minutes each): a test that uses one, directly or through
 # another fixture, is ``slow``, so ``make test-fast`` (``-m "not slow"``) skips it.
-TRAINING_FIXTURES = {"shapes_run", "binary_run", "cats_dogs_registry", "drift_export"}
+TRAINING_FIXTURES = {"shapes_run", "binary_run", "cats_dogs_registry", "drift_export", "litert_export"}
 
 
 def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
