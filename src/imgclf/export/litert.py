@@ -59,7 +59,7 @@ from imgclf.contract import (
     check_tflite_variants,
     tflite_file_name,
 )
-from imgclf.errors import ExportError
+from imgclf.errors import DatasetError, ExportError
 from imgclf.preprocessing import PreprocessingSpec
 
 DEFAULT_REPRESENTATIVE_IMAGES = 200
@@ -363,7 +363,10 @@ def export_variants(
 
     variants = check_tflite_variants(variants)
     write_litert_io(out, spec, classes, threshold)
-    representative = representative_paths(run.manifest, representative_images) if "int8" in variants else []
+    try:
+        representative = representative_paths(run.manifest, representative_images) if "int8" in variants else []
+    except DatasetError:  # the training files moved since training: int8 fails below, the others go on
+        representative = []
     targets = {variant: out / tflite_file_name(variant, index == 0) for index, variant in enumerate(variants)}
     failures = {
         v: reason
