@@ -69,16 +69,16 @@ def test_image_size_respects_budget_weights_and_scratch_models(tmp_path, mobilen
 def test_epochs_follow_the_dataset_size(tmp_path, mobilenet):
     few = _images(tmp_path / "few", {"a": 20, "b": 20}, (64, 64))
     config, reasons = _chosen(few, tmp_path / "r1", **mobilenet)
-    assert (config.epochs, config.fine_tune_epochs) == (20, 10)  # 32 training images: both caps
+    assert (config.epochs, config.fine_tune_epochs) == (20, 12)  # 32 training images: both caps
     assert "32 training images" in reasons["epochs"]
     given, reasons = _chosen(few, tmp_path / "r2", epochs=5, **mobilenet)
-    assert (given.epochs, given.fine_tune_epochs) == (5, 10) and "epochs" not in reasons
+    assert (given.epochs, given.fine_tune_epochs) == (5, 12) and "epochs" not in reasons
     scratch, _ = _chosen(few, tmp_path / "r3", model="small_cnn")
     assert scratch.fine_tune_epochs == 0
     from imgclf.modeling.defaults import choose_epochs
 
-    assert choose_epochs(config, 2_934)[:2] == (6, 4)  # flowers' training split
-    assert choose_epochs(config, 2_000)[:2] == (8, 5)  # cats_dogs'
+    assert choose_epochs(config, 2_934)[:2] == (6, 8)  # flowers' training split
+    assert choose_epochs(config, 2_000)[:2] == (8, 11)  # cats_dogs'
     assert choose_epochs(config, 200_000)[:2] == (3, 2)
 
 
