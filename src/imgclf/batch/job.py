@@ -19,10 +19,9 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from imgclf.batch.sources import list_inputs
 from imgclf.contract import read_model_card
 from imgclf.data.image_validation import UploadLimits
 from imgclf.errors import ConfigError, ExportError
+from imgclf.logs import native_stderr_silenced
 from imgclf.registry.reference import resolve_reference
 
 # Without --verbose: Ray's notes on token authentication (on by default: kept) and on progress bars
@@ -187,7 +187,8 @@ def _ray(address: str | None, verbose: bool) -> Iterator[Any]:
         for name in QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
     try:
-        with _environment({} if verbose else QUIET_NATIVE_LOGS), _native_stderr(verbose):
+        quiet_native = nullcontext() if verbose else native_stderr_silenced()  # Ray's C++ start-up line
+        with _environment({} if verbose else QUIET_NATIVE_LOGS), quiet_native:
             _init(ray, address, level, verbose)
     except (ConnectionError, RuntimeError, ValueError, OSError) as error:
         where = f"the Ray cluster at {address}" if address else "a local Ray"
@@ -226,21 +227,3 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
     finally:
         for key in added:
             os.environ.pop(key, None)
-
-
-@contextmanager
-def _native_stderr(keep: bool) -> Iterator[None]:
-    """Unless ``keep``, file descriptor 2 goes to /dev/null meanwhile (Ray's C++ start-up line about its
-    log level); Python's ``sys.stderr`` and its exceptions are untouched."""
-    if keep:
-        yield
-        return
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)

@@ -9,30 +9,15 @@ descriptor 2 points at ``/dev/null``; Python's own ``sys.stderr`` keeps writing 
 
 from __future__ import annotations
 
-import contextlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
 import os
 import sys
-from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
-
-@contextlib.contextmanager
-def native_stderr_silenced() -> Iterator[None]:
-    """File descriptor 2 goes to /dev/null meanwhile (what C and C++ code writes); ``sys.stderr`` does not."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+from imgclf.logs import native_stderr_silenced
 
 
 class _QuietLoader(importlib.abc.Loader):

@@ -48,7 +48,12 @@ from imgclf.contract import (
     TFLITE_FILE,
 )
 from imgclf.errors import ExportError, ServingError
-from imgclf.serving.servable import DEFAULT_SIGNATURE, ServableVersion, Signature, TensorSpec, read_signature_defs
+from imgclf.serving.servable import (
+    DEFAULT_SIGNATURE,
+    ServableVersion,
+    read_signature_defs,
+    signatures_of,
+)
 from imgclf.serving.status import from_tensorflow
 
 MAX_CHUNK = 64  # larger batches run as several chunks of 64 (and smaller powers of two)
@@ -177,15 +182,7 @@ class LiteRTServableVersion(ServableVersion):
         self._loaded = io
         self.model = model
         self.signature_defs = signature_defs
-        self.signatures = {
-            key: Signature(
-                key,
-                definition.method_name,
-                {alias: TensorSpec.from_tensor_info(alias, info) for alias, info in definition.inputs.items()},
-                {alias: TensorSpec.from_tensor_info(alias, info) for alias, info in definition.outputs.items()},
-            )
-            for key, definition in signature_defs.items()
-        }
+        self.signatures = signatures_of(signature_defs)
 
     @classmethod
     def load(cls, path: str | Path, name: str, version: int, num_threads: int | None = None) -> LiteRTServableVersion:  # type: ignore[override]

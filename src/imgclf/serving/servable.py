@@ -7,6 +7,7 @@ imgclf's preprocessing: an export carries its own decode-and-resize graph.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -58,6 +59,22 @@ def read_signature_defs(path: Path) -> dict[str, meta_graph_pb2.SignatureDef]:
     raise ServingError("NOT_FOUND", f"Could not find meta graph def matching supplied tags: {{ serve }} in {path}")
 
 
+def signatures_of(
+    signature_defs: dict[str, meta_graph_pb2.SignatureDef], served: Container[str] | None = None
+) -> dict[str, Signature]:
+    """The ``Signature`` of each SignatureDef (only the keys in ``served``, when given)."""
+    return {
+        key: Signature(
+            key,
+            definition.method_name,
+            {alias: TensorSpec.from_tensor_info(alias, info) for alias, info in definition.inputs.items()},
+            {alias: TensorSpec.from_tensor_info(alias, info) for alias, info in definition.outputs.items()},
+        )
+        for key, definition in signature_defs.items()
+        if served is None or key in served
+    }
+
+
 class ServableVersion:
     """A SavedModel version loaded and ready to run.
 
@@ -74,16 +91,7 @@ class ServableVersion:
         self.path = path
         self._loaded = loaded
         self.signature_defs: dict[str, meta_graph_pb2.SignatureDef] = signature_defs
-        self.signatures: dict[str, Signature] = {
-            key: Signature(
-                key,
-                definition.method_name,
-                {alias: TensorSpec.from_tensor_info(alias, info) for alias, info in definition.inputs.items()},
-                {alias: TensorSpec.from_tensor_info(alias, info) for alias, info in definition.outputs.items()},
-            )
-            for key, definition in signature_defs.items()
-            if key in loaded.signatures
-        }
+        self.signatures: dict[str, Signature] = signatures_of(signature_defs, loaded.signatures)
 
     @classmethod
     def load(cls, path: str | Path, name: str, version: int) -> ServableVersion:
